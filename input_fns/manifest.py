@@ -1,0 +1,129 @@
+"""`manifest.json`: what a dataset directory holds, so nobody iterates a dataset to learn it.
+
+Per split: example count and each shard's file name, count, byte size and sha256; plus the
+feature spec, label names, source and writer version. Written last by the writer: a directory
+without a manifest is not a finished dataset.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Dict, List, Mapping, Tuple
+
+import tensorflow as tf
+
+from input_fns import feature_spec as fs
+
+FILENAME = "manifest.json"
+WRITER_VERSION = 1
+
+
+class ManifestError(ValueError):
+  """A dataset directory or its manifest is missing, malformed or does not match its files."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+  name: str
+  count: int
+  bytes: int
+  sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+  """A parsed manifest; `directory` is where it was read from."""
+  directory: str
+  spec: fs.FeatureSpec
+  splits: Mapping[str, Tuple[Shard, ...]]
+  compression: str  # "" or "GZIP"
+  source: Mapping[str, Any]
+  writer_version: int = WRITER_VERSION
+
+  def count(self, split: str) -> int:
+    return sum(s.count for s in self.shards(split))
+
+  def shards(self, split: str) -> Tuple[Shard, ...]:
+    if split not in self.splits:
+      raise ManifestError(f"{self.path}: no split {split!r}; it has {sorted(self.splits)}")
+    return self.splits[split]
+
+  def files(self, split: str) -> List[str]:
+    return [os.path.join(self.directory, s.name) for s in self.shards(split)]
+
+  @property
+  def path(self) -> str:
+    return os.path.join(self.directory, FILENAME)
+
+  def to_json_dict(self) -> Dict[str, Any]:
+    return {
+        "writer_version": self.writer_version,
+        "source": dict(self.source),
+        "compression": self.compression,
+        "feature_spec": self.spec.to_json_dict(),
+        "label_names": list(self.spec.label_names),
+        "splits": {
+            name: {"count": sum(s.count for s in shards),
+                   "shards": [dataclasses.asdict(s) for s in shards]}
+            for name, shards in self.splits.items()},
+    }
+
+  def verify(self, split: str) -> None:
+    """Checks each shard's size and sha256 against the manifest.
+
+    Raises:
+      ManifestError: naming the first shard that is missing, truncated or corrupted.
+    """
+    for shard in self.shards(split):
+      path = os.path.join(self.directory, shard.name)
+      if not tf.io.gfile.exists(path):
+        raise ManifestError(f"shard {path} listed in {self.path} is missing")
+      size = tf.io.gfile.stat(path).length
+      if size != shard.bytes:
+        raise ManifestError(f"shard {path} is {size} bytes, manifest says {shard.bytes} (truncated or replaced)")
+      if file_sha256(path) != shard.sha256:
+        raise ManifestError(f"shard {path} is corrupted: its sha256 differs from {self.path}")
+
+
+def file_sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    while True:
+      block = f.read(1 << 20)
+      if not block:
+        break
+      h.update(block)
+  return h.hexdigest()
+
+
+def read(directory: str) -> Manifest:
+  """Reads `directory/manifest.json`.
+
+  Raises:
+    ManifestError: the directory has no manifest or it is malformed.
+  """
+  path = os.path.join(directory, FILENAME)
+  if not tf.io.gfile.exists(path):
+    raise ManifestError(f"{path} not found: {directory} is not a dataset directory "
+                        f"(make one with //scripts:make_tfrecords)")
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      d = json.load(f)
+    splits = {name: tuple(Shard(**s) for s in v["shards"]) for name, v in d["splits"].items()}
+    for name, v in d["splits"].items():
+      if sum(s.count for s in splits[name]) != v["count"]:
+        raise ManifestError(f"{path}: split {name!r} count {v['count']} != sum of its shards")
+    return Manifest(directory=directory, spec=fs.FeatureSpec.from_json_dict(d["feature_spec"]),
+                    splits=splits, compression=d.get("compression", ""),
+                    source=d.get("source", {}), writer_version=d.get("writer_version", 0))
+  except (json.JSONDecodeError, KeyError, TypeError, fs.SpecError) as e:
+    raise ManifestError(f"{path} is malformed: {type(e).__name__}: {e}") from e
+
+
+def write(m: Manifest) -> None:
+  """Writes the manifest atomically (temporary name, then rename)."""
+  tmp = m.path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    json.dump(m.to_json_dict(), f, indent=2, sort_keys=True)
+  tf.io.gfile.rename(tmp, m.path, overwrite=True)
