@@ -18,6 +18,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from input_fns import errors
+
 LABEL_KEY = "label"
 
 # Kinds of primary input; models use them to decide how to read the input.
@@ -30,7 +32,7 @@ _ENCODINGS = ("raw", "int64_list", "float_list")
 _DTYPES = {"uint8": tf.uint8, "float32": tf.float32, "int64": tf.int64}
 
 
-class SpecError(ValueError):
+class SpecError(errors.UserInputError):
   """A feature spec, or a value checked against one, is malformed."""
 
 

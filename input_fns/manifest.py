@@ -13,13 +13,14 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import tensorflow as tf
 
+from input_fns import errors
 from input_fns import feature_spec as fs
 
 FILENAME = "manifest.json"
 WRITER_VERSION = 1
 
 
-class ManifestError(ValueError):
+class ManifestError(errors.UserInputError):
   """A dataset directory or its manifest is missing, malformed or does not match its files."""
 
 

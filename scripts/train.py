@@ -6,12 +6,9 @@ r"""Trains a model with tf.estimator.train_and_evaluate: the project's main job.
 With the default --data_dir, the embedded digits dataset is written there on first use.
 """
 
-import sys
-
-from absl import app
 from absl import flags
-from absl import logging
 
+from estimator_app import cli
 from estimator_app import config as config_lib
 from estimator_app import runner
 from model_fns import registry
@@ -53,5 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  logging.set_verbosity(logging.INFO)
-  app.run(main)
+  cli.run(main)
