@@ -1,19 +1,32 @@
-"""The one shared run loop: dataset in, model_fn built, train_and_evaluate, final evaluation."""
+"""The one shared run loop: any model_fn, any dataset, through tf.estimator.train_and_evaluate.
 
+`train(cfg)` is what `//scripts:train` runs: it checks the data and the model_dir, saves the
+resolved config and a run record, builds the Estimator with step-based cadence (a full
+evaluation of every new checkpoint, quick validations in between, extra eval sets side by side),
+trains to `cfg.run.train_steps` (resuming from the latest checkpoint), and returns the final
+evaluation.
+"""
+
+import dataclasses
+import datetime
+import math
 import os
-from typing import Dict
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
 
 from estimator_app import config as config_lib
+from estimator_app import run_record
 from input_fns import dataset
 from input_fns import digits
 from input_fns import manifest as manifest_lib
 from input_fns import splits
 from input_fns import writer
 from model_fns import model_fn as model_fn_lib
-from model_fns import registry
+
+PRIMARY_EVAL = "eval"  # the primary eval set's TensorBoard run is model_dir/eval
+QUICK_EVAL = "quick"  # model_dir/eval_quick
 
 
 def load_dataset(data_dir: str, create_default: bool, seed: int = 0) -> manifest_lib.Manifest:
@@ -35,28 +48,237 @@ def load_dataset(data_dir: str, create_default: bool, seed: int = 0) -> manifest
       source={"format": digits.NAME, "eval_fraction": 0.2, "seed": seed})
 
 
-def train_and_evaluate(cfg: config_lib.ExperimentConfig,
-                       m: manifest_lib.Manifest) -> Dict[str, float]:
-  """Trains `cfg.model` on `m` to `cfg.train_steps`, evaluating on every checkpoint.
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """The datasets of one run, read once from their manifests."""
+  primary: manifest_lib.Manifest
+  eval_sets: Mapping[str, manifest_lib.Manifest]  # name -> dataset (its eval split)
+
+  @property
+  def spec(self):
+    return self.primary.spec
+
+
+def parse_eval_sets(text: str) -> List[Tuple[str, str]]:
+  """"name=dir,name2=dir2" -> [(name, dir), ...].
+
+  Raises:
+    config_lib.ConfigError: an item without a name, a duplicate or reserved name.
+  """
+  out = []
+  for item in filter(None, (s.strip() for s in text.split(","))):
+    name, eq, path = item.partition("=")
+    if not eq or not name or not path:
+      raise config_lib.ConfigError(f"--eval_sets: {item!r} is not name=dir")
+    if name in (PRIMARY_EVAL, QUICK_EVAL) or name in dict(out):
+      raise config_lib.ConfigError(f"--eval_sets: name {name!r} is reserved or given twice")
+    out.append((name, path))
+  return out
+
+
+def open_data(cfg: config_lib.ExperimentConfig, create_default: bool = False) -> Data:
+  """Reads every manifest the run uses and checks they fit together.
+
+  Raises:
+    input_fns.errors.UserInputError: a missing/malformed dataset, or eval sets whose feature spec
+      differs from the training data's.
+  """
+  primary = load_dataset(cfg.data.data_dir, create_default=create_default)
+  eval_sets = {}
+  for name, path in parse_eval_sets(cfg.data.eval_sets):
+    m = manifest_lib.read(path)
+    if m.spec != primary.spec:
+      raise config_lib.ConfigError(
+          f"eval set {name!r} at {path} has a different feature spec from {primary.directory}")
+    m.shards(splits.EVAL)
+    eval_sets[name] = m
+  return Data(primary, eval_sets)
+
+
+def _input_config(cfg: config_lib.ExperimentConfig, training: bool) -> dataset.InputConfig:
+  return dataset.InputConfig(
+      batch_size=cfg.data.batch_size if training else cfg.data.eval_batch_size,
+      preprocessing=tuple(p.strip() for p in cfg.data.preprocessing.split(",") if p.strip()),
+      shuffle_buffer=cfg.data.shuffle_buffer,
+      seed=cfg.run.seed if training else None)
+
+
+def train_input_fn(cfg: config_lib.ExperimentConfig, data: Data):
+  return dataset.make_input_fn(data.primary, splits.TRAIN, _input_config(cfg, True), training=True)
+
+
+def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
+                  split: str = splits.EVAL):
+  return dataset.make_input_fn(m, split, _input_config(cfg, False), training=False)
+
+
+def build_estimator(cfg: config_lib.ExperimentConfig, spec,
+                    warm_start: Optional[tf.estimator.WarmStartSettings] = None
+                    ) -> tf.estimator.Estimator:
+  """The Estimator for `cfg`'s model on data described by `spec`."""
+  model_fn = model_fn_lib.build_model_fn(cfg.model_def, cfg.hparams, spec, cfg.optimization)
+  session_config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+  run_config = tf.estimator.RunConfig(
+      model_dir=cfg.run.model_dir,
+      tf_random_seed=cfg.run.seed,
+      save_checkpoints_steps=cfg.run.save_checkpoints_steps,
+      save_summary_steps=min(100, cfg.run.log_every_steps),
+      keep_checkpoint_max=cfg.run.keep_checkpoint_max,
+      log_step_count_steps=cfg.run.log_every_steps,
+      session_config=session_config)
+  return tf.estimator.Estimator(model_fn, config=run_config, warm_start_from=warm_start)
+
+
+class _EvalSetsExporter(tf.estimator.Exporter):
+  """Evaluates the extra named eval sets on the checkpoint the primary set just evaluated.
+
+  train_and_evaluate calls exporters after every evaluation (also on a distributed evaluator),
+  which is exactly the cadence extra eval sets need; each set gets its own TensorBoard run
+  (model_dir/eval_<name>).
+  """
+
+  def __init__(self, input_fns: Mapping[str, object]):
+    self._input_fns = dict(input_fns)
+    self.last_results: Dict[str, Dict[str, float]] = {}
+
+  @property
+  def name(self):
+    return "eval_sets"
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+    del export_path, eval_result, is_the_final_export
+    for name, input_fn in self._input_fns.items():
+      result = estimator.evaluate(input_fn, checkpoint_path=checkpoint_path, name=name)
+      self.last_results[name] = _scalars(result)
+      logging.info("eval set %s at %s: %s", name, os.path.basename(checkpoint_path),
+                   _format_metrics(self.last_results[name]))
+    return None
+
+
+def _scalars(metrics: Mapping[str, object]) -> Dict[str, float]:
+  out = {}
+  for k, v in metrics.items():
+    try:
+      out[k] = float(v)
+    except (TypeError, ValueError):
+      continue  # non-scalar metrics (e.g. a confusion matrix) are reported by //scripts:evaluate
+  return out
+
+
+def _format_metrics(m: Mapping[str, float]) -> str:
+  keys = [k for k in ("accuracy", "loss", "global_step") if k in m]
+  return ", ".join(f"{k}={m[k]:.4g}" for k in keys)
+
+
+def prepare_model_dir(cfg: config_lib.ExperimentConfig, fresh: bool) -> Optional[str]:
+  """Checks that model_dir can take this run; with `fresh`, moves an old run aside.
 
   Returns:
-    The final full evaluation's metrics (accuracy, loss, global_step).
+    Where an old run was moved to (with `fresh`), else None.
+
+  Raises:
+    config_lib.ConfigError: model_dir is a file, or holds another architecture's run.
   """
-  model_def = registry.get(cfg.model)
-  model_fn = model_fn_lib.build_model_fn(
-      model_def, model_def.hparams_cls(), m.spec,
-      model_fn_lib.TrainConfig(optimizer=cfg.optimizer, learning_rate=cfg.learning_rate))
-  run_config = tf.estimator.RunConfig(
-      model_dir=cfg.model_dir, tf_random_seed=cfg.seed,
-      save_checkpoints_steps=cfg.save_checkpoints_steps, log_step_count_steps=100)
-  estimator = tf.estimator.Estimator(model_fn, config=run_config)
-  train_in = dataset.make_input_fn(
-      m, splits.TRAIN, dataset.InputConfig(batch_size=cfg.batch_size, seed=cfg.seed), training=True)
-  eval_in = dataset.make_input_fn(
-      m, splits.EVAL, dataset.InputConfig(batch_size=cfg.eval_batch_size), training=False)
-  tf.estimator.train_and_evaluate(
+  model_dir = cfg.run.model_dir
+  if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+    raise config_lib.ConfigError(f"--model_dir {model_dir} is a file, expected a directory")
+  if not tf.io.gfile.exists(model_dir) or not tf.io.gfile.listdir(model_dir):
+    return None
+  if fresh:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = f"{model_dir.rstrip('/')}.old-{stamp}"
+    tf.io.gfile.rename(model_dir, aside)
+    logging.warning("--fresh: moved the previous run in %s to %s", model_dir, aside)
+    return aside
+  saved = config_lib.load_saved(model_dir)
+  if saved is not None:
+    config_lib.check_resumable(saved, cfg)
+  elif tf.train.latest_checkpoint(model_dir):
+    raise config_lib.ConfigError(
+        f"--model_dir {model_dir} holds checkpoints but no {config_lib.CONFIG_FILENAME}: it was "
+        f"not made by this pipeline; use another --model_dir or --fresh")
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+  """What a finished run reports.
+
+  Attributes:
+    global_step: the final global step.
+    metrics: eval set name ("eval" is the primary) -> final scalar metrics.
+    model_dir: where checkpoints and TensorBoard logs are.
+    exports: exporter name -> directory of its newest SavedModel version.
+  """
+  global_step: int
+  metrics: Mapping[str, Mapping[str, float]]
+  model_dir: str
+  exports: Mapping[str, str]
+
+
+def _seed_everything(cfg: config_lib.ExperimentConfig) -> None:
+  """Seeds Python, NumPy and TF; with `deterministic`, also makes TF ops deterministic.
+
+  RunConfig.tf_random_seed alone is not enough: unseeded Keras initializers draw their seeds
+  from Python's `random` module.
+  """
+  tf.keras.utils.set_random_seed(cfg.run.seed)
+  if cfg.run.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
+def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_data: bool = False,
+          argv: Optional[Sequence[str]] = None) -> RunResult:
+  """Trains and evaluates `cfg`; resumes from model_dir's latest checkpoint if there is one.
+
+  Args:
+    cfg: the resolved experiment config (paths absolute).
+    fresh: move an existing run in model_dir aside instead of resuming it.
+    create_default_data: write the embedded digits dataset to data_dir if it has none.
+    argv: the command line, recorded in the run record.
+
+  Returns:
+    The final evaluation of every eval set.
+
+  Raises:
+    input_fns.errors.UserInputError: bad data, config or model_dir (nothing in model_dir is changed).
+  """
+  data = open_data(cfg, create_default=create_default_data)
+  prepare_model_dir(cfg, fresh)
+  _seed_everything(cfg)
+  config_lib.save(cfg)
+  run_record.append(cfg.run.model_dir, run_record.make(
+      cfg.run.seed, cfg.run.deterministic,
+      [cfg.data.data_dir] + [m.directory for m in data.eval_sets.values()], argv))
+
+  estimator = build_estimator(cfg, data.spec)
+  primary_eval = eval_input_fn(cfg, data.primary)
+  hooks = []
+  if cfg.run.quick_eval_steps > 0:
+    quick_batches = max(1, math.ceil(cfg.run.quick_eval_examples / cfg.data.eval_batch_size))
+    hooks.append(tf.estimator.experimental.InMemoryEvaluatorHook(
+        estimator, primary_eval, steps=quick_batches, name=QUICK_EVAL,
+        every_n_iter=cfg.run.quick_eval_steps))
+  extra = _EvalSetsExporter({name: eval_input_fn(cfg, m) for name, m in data.eval_sets.items()})
+  exporters = [extra] if data.eval_sets else []
+  eval_result, _ = tf.estimator.train_and_evaluate(
       estimator,
-      tf.estimator.TrainSpec(train_in, max_steps=cfg.train_steps),
-      tf.estimator.EvalSpec(eval_in, steps=None, throttle_secs=0, start_delay_secs=0))
-  metrics = estimator.evaluate(eval_in, name="final")
-  return {k: float(v) for k, v in metrics.items()}
+      tf.estimator.TrainSpec(train_input_fn(cfg, data), max_steps=cfg.run.train_steps,
+                             hooks=hooks),
+      tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
+                            start_delay_secs=0, throttle_secs=0))
+  if eval_result is None:  # resumed at or past train_steps: nothing new was evaluated
+    eval_result = estimator.evaluate(primary_eval)
+    for name, input_fn in extra._input_fns.items():  # pylint: disable=protected-access
+      extra.last_results[name] = _scalars(estimator.evaluate(input_fn, name=name))
+  metrics = {PRIMARY_EVAL: _scalars(eval_result), **extra.last_results}
+  return RunResult(global_step=int(metrics[PRIMARY_EVAL]["global_step"]), metrics=metrics,
+                   model_dir=cfg.run.model_dir, exports={})
+
+
+def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: str,
+             checkpoint_path: str, name: Optional[str] = None) -> Dict[str, object]:
+  """Full evaluation of one checkpoint on one split; returns every metric (non-scalar too)."""
+  estimator = build_estimator(cfg, m.spec)
+  return estimator.evaluate(eval_input_fn(cfg, m, split), checkpoint_path=checkpoint_path,
+                            name=name)

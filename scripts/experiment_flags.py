@@ -1,0 +1,102 @@
+"""The experiment flags shared by the scripts that build an ExperimentConfig.
+
+Every field of DataConfig, RunSettings and the optimization TrainConfig is a flag of the same
+name, typed by the field and documented by the dataclass's docstring, so `--helpfull`, config
+files and the saved config.json always agree. Only flags the user actually set override the
+config file (precedence: defaults < --config < flags < --hparams).
+"""
+
+import dataclasses
+import re
+import typing
+from typing import Dict, List, Optional, Sequence
+
+from absl import flags
+
+from estimator_app import config as config_lib
+from model_fns import hparams as hparams_lib
+from model_fns import model_fn as model_fn_lib
+from model_fns import registry
+
+_SECTIONS = {
+    "data": config_lib.DataConfig,
+    "run": config_lib.RunSettings,
+    "optimization": model_fn_lib.TrainConfig,
+}
+
+
+def _attribute_docs(cls) -> Dict[str, str]:
+  """Field -> its help text from the class docstring's "Attributes:" section."""
+  doc = cls.__doc__ or ""
+  docs, current = {}, None
+  in_attrs = False
+  for line in doc.splitlines():
+    if line.strip() == "Attributes:":
+      in_attrs = True
+      continue
+    if not in_attrs:
+      continue
+    m = re.match(r"^\s{2,6}(\w+)(?: \([^)]*\))?: ?(.*)$", line)
+    if m and m.group(1) in {f.name for f in dataclasses.fields(cls)}:
+      current = m.group(1)
+      docs[current] = m.group(2).strip()
+    elif current and line.strip():
+      docs[current] += " " + line.strip()
+  return docs
+
+
+def _define(section: str, cls) -> Dict[str, flags.FlagHolder]:
+  holders = {}
+  defaults = cls()
+  docs = _attribute_docs(cls)
+  for name, tp in hparams_lib.field_types(cls).items():
+    default = getattr(defaults, name)
+    help_text = f"[{section}] {docs.get(name, name)}"
+    if tp is bool:
+      holders[name] = flags.DEFINE_boolean(name, default, help_text)
+    elif tp is int:
+      holders[name] = flags.DEFINE_integer(name, default, help_text)
+    elif tp is float:
+      holders[name] = flags.DEFINE_float(name, default, help_text)
+    else:  # str, tuples and optionals: parsed by the field's type (model_fns/hparams.py)
+      text = ",".join(map(str, default)) if isinstance(default, tuple) else (
+          "" if default is None else str(default))
+      holders[name] = flags.DEFINE_string(name, text, help_text)
+  return holders
+
+
+MODEL = flags.DEFINE_string(
+    "model", registry.DEFAULT_MODEL, f"Model to train: {', '.join(registry.names())}.")
+CONFIG = flags.DEFINE_string(
+    "config", None, "JSON experiment config (sections model, hparams, optimization, data, run); "
+    "flags you set override it.")
+HPARAMS = flags.DEFINE_string(
+    "hparams", "", "Model (then optimization) hyperparameters, 'key=value,key2=[1,2]'; "
+    "override everything else.")
+SECTION_FLAGS = {section: _define(section, cls) for section, cls in _SECTIONS.items()}
+
+
+def config_from_flags(base_dir: Optional[str] = None) -> config_lib.ExperimentConfig:
+  """Reads the flags once into the frozen ExperimentConfig, paths resolved.
+
+  Args:
+    base_dir: where relative paths start (default: where the user ran the command).
+
+  Raises:
+    config_lib.ConfigError: a bad config file, flag value or hparam.
+  """
+  cfg = config_lib.ExperimentConfig()
+  if CONFIG.value:
+    cfg = config_lib.load_file(config_lib.resolve_path(CONFIG.value, base_dir), cfg)
+  overrides = {section: {name: holder.value for name, holder in holders.items() if holder.present}
+               for section, holders in SECTION_FLAGS.items()}
+  overrides = {k: v for k, v in overrides.items() if v}
+  if flags.FLAGS["model"].present:
+    overrides["model"] = MODEL.value
+  cfg = config_lib.from_dict(overrides, "flags", cfg)
+  cfg = config_lib.apply_hparams(cfg, HPARAMS.value)
+  return config_lib.with_resolved_paths(cfg, base_dir)
+
+
+def flag_names() -> List[str]:
+  return ["model", "config", "hparams"] + [n for h in SECTION_FLAGS.values() for n in h]
