@@ -1,4 +1,13 @@
-"""`dnn`: a fully connected network over the flattened input."""
+"""`dnn`: a fully connected network (multilayer perceptron).
+
+IMAGE and VECTOR inputs are flattened; TOKENS inputs become a bag of embeddings (padding
+ignored). Then `hidden_units` layers of dense -> [batch norm] -> activation -> [dropout], and a
+dense layer to the logits.
+
+Variables: dnn/hidden_<i>/kernel (+ bias without batch norm), dnn/hidden_<i>_bn/{gamma, beta,
+moving_mean, moving_variance} with batch norm, dnn/logits/{kernel,bias}; for tokens also
+dnn/embedding/embeddings.
+"""
 
 import dataclasses
 from typing import Tuple
@@ -6,6 +15,11 @@ from typing import Tuple
 import tensorflow as tf
 
 from input_fns import feature_spec as fs
+from model_fns import hparams as hparams_lib
+from model_fns import layers
+
+NAME = "dnn"
+INPUT_KINDS = (fs.IMAGE, fs.VECTOR, fs.TOKENS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -13,19 +27,43 @@ class HParams:
   """Hyperparameters of `dnn`.
 
   Attributes:
-    hidden_units: width of each hidden layer, input to output.
-    activation: a tf.keras activation name.
-    dropout: dropout rate after each hidden layer (training only).
+    hidden_units: width of each hidden layer, input to output; () gives a linear model.
+    activation: activation after each hidden layer (a tf.keras name: relu, elu, gelu, tanh, ...).
+    dropout: dropout rate after each hidden layer, in [0, 1) (training only).
+    batch_norm: batch-normalize each hidden layer before its activation.
+    batch_norm_momentum: decay of the batch-norm moving averages.
+    embedding_dim: width of the token embeddings (TOKENS inputs only).
+    combiner: how a row's token embeddings are combined: "mean", "sum" or "sqrtn"
+      (TOKENS inputs only).
   """
   hidden_units: Tuple[int, ...] = (128, 64)
   activation: str = "relu"
   dropout: float = 0.0
+  batch_norm: bool = False
+  batch_norm_momentum: float = 0.99
+  embedding_dim: int = 32
+  combiner: str = "mean"
+
+  def __post_init__(self):
+    hparams_lib.check(HParams, "hidden_units", self.hidden_units,
+                      all(u >= 1 for u in self.hidden_units), "positive widths")
+    hparams_lib.check_choice(HParams, "activation", self.activation, layers.ACTIVATIONS)
+    hparams_lib.check(HParams, "dropout", self.dropout, 0.0 <= self.dropout < 1.0, "a rate in [0, 1)")
+    hparams_lib.check(HParams, "batch_norm_momentum", self.batch_norm_momentum,
+                      0.0 <= self.batch_norm_momentum < 1.0, "a decay in [0, 1)")
+    hparams_lib.check(HParams, "embedding_dim", self.embedding_dim, self.embedding_dim >= 1, ">= 1")
+    hparams_lib.check_choice(HParams, "combiner", self.combiner, layers.COMBINERS)
 
 
 def build_logits(features, spec: fs.FeatureSpec, hp: HParams, training: bool) -> tf.Tensor:
-  x = tf.keras.layers.Flatten()(tf.cast(features[spec.input_key], tf.float32))
-  for i, units in enumerate(hp.hidden_units):
-    x = tf.keras.layers.Dense(units, activation=hp.activation, name=f"hidden_{i}")(x)
-    if hp.dropout > 0:
-      x = tf.keras.layers.Dropout(hp.dropout)(x, training=training)
-  return tf.keras.layers.Dense(spec.num_classes, name="logits")(x)
+  """Returns float32 logits [B, spec.num_classes] (see the model contract in registry.py)."""
+  layers.check_kind(NAME, spec, INPUT_KINDS)
+  with tf.name_scope(NAME):
+    if spec.kind == fs.TOKENS:
+      x = layers.bag_of_embeddings(layers.token_ids(features, spec), spec.vocab_size,
+                                   hp.embedding_dim, hp.combiner)
+    else:
+      x = tf.keras.layers.Flatten(name="flatten")(layers.float_input(features, spec))
+    x = layers.dense_stack(x, hp.hidden_units, hp.activation, hp.dropout, hp.batch_norm,
+                           training, hp.batch_norm_momentum)
+    return layers.output_logits(x, spec)

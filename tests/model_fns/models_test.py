@@ -1,0 +1,241 @@
+"""The models x modes matrix: every registered model, through the shared model_fn builder, in
+TRAIN / EVAL / PREDICT, on every input kind it reads. Also batch-norm updates, checkpoint
+compatibility between the TRAIN and EVAL graphs, and per-model hparam checks."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from input_fns import feature_spec as fs
+from model_fns import hparams as hparams_lib
+from model_fns import layers
+from model_fns import model_fn as model_fn_lib
+from model_fns import registry
+from tests.model_fns import model_testing as mt
+
+TRAIN, EVAL, PREDICT = (tf.estimator.ModeKeys.TRAIN, tf.estimator.ModeKeys.EVAL,
+                        tf.estimator.ModeKeys.PREDICT)
+BATCH = 6
+
+# Tiny but non-trivial settings, given in the --hparams syntax the training app passes on.
+TINY = {
+    "linear": "embedding_dim=8,combiner=sqrtn",
+    "dnn": "hidden_units=[16,8],batch_norm=true,dropout=0.1",
+    "lenet5": "filters=[4,8],dense_units=[16],dropout=0.1",
+    "resnet": "depth=8,base_filters=4",
+    "rnn": "units=[8,8],bidirectional=true,pooling=mean",
+}
+
+
+def _matrix():
+  for name, kind in mt.model_kinds():
+    for mode in (TRAIN, EVAL, PREDICT):
+      yield {"testcase_name": f"{name}_{kind}_{mode}", "name": name, "kind": kind, "mode": mode}
+
+
+def _tiny(name):
+  d = registry.get(name)
+  return hparams_lib.override(d.hparams_cls(), TINY[name])
+
+
+def _model_fn(name, spec, hp=None):
+  d = registry.get(name)
+  return model_fn_lib.build_model_fn(d, hp or _tiny(name), spec, model_fn_lib.TrainConfig())
+
+
+class MatrixTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_tiny_hparams_cover_every_model(self):
+    self.assertCountEqual(TINY, registry.names())
+
+  @parameterized.named_parameters(*_matrix())
+  def test_estimator_spec(self, name, kind, mode):
+    spec = mt.SPECS[kind]
+    features, labels = mt.make_batch(spec, BATCH)
+    with tf.Graph().as_default():
+      tf.compat.v1.set_random_seed(1)
+      f, l = mt.to_tensors(features, labels)
+      est = mt.call_model_fn(_model_fn(name, spec), f, None if mode == PREDICT else l, mode)
+      self.assertEqual(est.mode, mode)
+      model_vars = tf.compat.v1.global_variables()
+      weights = [v for v in model_vars if v.name.startswith(f"{name}/")]
+      self.assertNotEmpty(weights)
+      with self.session() as sess:
+        sess.run([tf.compat.v1.global_variables_initializer(),
+                  tf.compat.v1.local_variables_initializer(),
+                  tf.compat.v1.tables_initializer()])
+        if mode == PREDICT:
+          self._check_predict(sess, est, spec)
+        elif mode == EVAL:
+          self._check_eval(sess, est)
+        else:
+          self._check_train(sess, est)
+
+  def _check_predict(self, sess, est, spec):
+    self.assertContainsSubset(["class_ids", "probabilities", "logits"], est.predictions)
+    p = est.predictions
+    self.assertEqual(p["class_ids"].dtype, tf.int64)
+    self.assertEqual(p["probabilities"].dtype, tf.float32)
+    self.assertEqual(p["logits"].dtype, tf.float32)
+    self.assertNotEmpty(est.export_outputs)
+    out = sess.run(p)
+    self.assertEqual(out["class_ids"].shape, (BATCH,))
+    self.assertEqual(out["probabilities"].shape, (BATCH, spec.num_classes))
+    self.assertEqual(out["logits"].shape, (BATCH, spec.num_classes))
+    self.assertAllClose(out["probabilities"].sum(axis=1), np.ones(BATCH), atol=1e-5)
+    self.assertAllEqual(out["class_ids"], out["logits"].argmax(axis=1))
+
+  def _check_eval(self, sess, est):
+    self.assertIn("accuracy", est.eval_metric_ops)
+    self.assertEqual(est.loss.dtype, tf.float32)
+    self.assertEqual(est.loss.shape.rank, 0)
+    updates = {k: u for k, (_, u) in est.eval_metric_ops.items()}
+    values = {k: v for k, (v, _) in est.eval_metric_ops.items()}
+    sess.run(updates)
+    out = sess.run(values)
+    self.assertBetween(float(out["accuracy"]), 0.0, 1.0)
+    for k, v in out.items():
+      self.assertTrue(np.all(np.isfinite(v)), k)
+    # Nothing trains in EVAL: no batch-norm update may sneak into the graph.
+    self.assertEmpty(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS))
+
+  def _check_train(self, sess, est):
+    self.assertIsNotNone(est.train_op)
+    step = tf.compat.v1.train.get_global_step()
+    self.assertEqual(sess.run(step), 0)
+    loss, _ = sess.run([est.loss, est.train_op])
+    self.assertTrue(np.isfinite(loss))
+    self.assertEqual(sess.run(step), 1)
+    sess.run(est.train_op)
+    self.assertEqual(sess.run(step), 2)
+
+
+class BatchNormTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(("dnn", "dnn"), ("resnet", "resnet"))
+  def test_moving_averages_update_through_train_op(self, name):
+    spec = mt.IMAGE_SPEC
+    features, labels = mt.make_batch(spec, 8)
+    with tf.Graph().as_default():
+      f, l = mt.to_tensors(features, labels)
+      est = mt.call_model_fn(_model_fn(name, spec), f, l, TRAIN)
+      moving = [v for v in tf.compat.v1.global_variables() if "moving_mean" in v.name]
+      self.assertNotEmpty(moving)
+      self.assertNotIn(moving[0], tf.compat.v1.trainable_variables())
+      update_ops = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+      # Two assigns (mean, variance) per batch-norm layer.
+      self.assertLen(update_ops, 2 * len(moving))
+      with self.session() as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        initial = sess.run(moving)
+        sess.run(update_ops)
+        updated = sess.run(moving)
+        sess.run(est.train_op)
+        trained = sess.run(moving)
+    for v, a, b, c in zip(moving, initial, updated, trained):
+      self.assertNotAllClose(a, b, msg=f"UPDATE_OPS did not move {v.name}")
+      # The shared builder's train_op must run UPDATE_OPS too, or eval sees untrained stats.
+      self.assertNotAllClose(b, c, msg=f"train_op did not move {v.name}")
+
+
+class CheckpointTest(tf.test.TestCase, parameterized.TestCase):
+  """A checkpoint written by the TRAIN graph restores into the EVAL and PREDICT graphs with a
+  plain tf.compat.v1.train.Saver: same variable names in every mode."""
+
+  @parameterized.named_parameters(*[(f"{n}_{k}", n, k) for n, k in mt.model_kinds()])
+  def test_train_checkpoint_restores_in_eval(self, name, kind):
+    spec = mt.SPECS[kind]
+    features, labels = mt.make_batch(spec, BATCH)
+    path = os.path.join(self.create_tempdir().full_path, "model.ckpt")
+    with tf.Graph().as_default():
+      f, l = mt.to_tensors(features, labels)
+      est = mt.call_model_fn(_model_fn(name, spec), f, l, TRAIN)
+      trainable = {v.op.name for v in tf.compat.v1.trainable_variables()}
+      train_names = {v.op.name for v in tf.compat.v1.global_variables()}  # + optimizer slots
+      with self.session() as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        sess.run(est.train_op)
+        tf.compat.v1.train.Saver().save(sess, path)
+    for mode in (EVAL, PREDICT):
+      with tf.Graph().as_default():
+        f, l = mt.to_tensors(features, labels)
+        est = mt.call_model_fn(_model_fn(name, spec), f, None if mode == PREDICT else l, mode)
+        names = {v.op.name for v in tf.compat.v1.global_variables()
+                 if v.op.name.startswith(f"{name}/")}
+        self.assertContainsSubset(trainable, names)
+        self.assertContainsSubset(names, train_names)
+        model_vars = [v for v in tf.compat.v1.global_variables()
+                      if v.op.name.startswith(f"{name}/")]
+        with self.session() as sess:
+          tf.compat.v1.train.Saver(var_list=model_vars).restore(sess, path)
+          logits = sess.run(est.predictions["logits"] if mode == PREDICT else est.loss)
+          self.assertTrue(np.all(np.isfinite(logits)))
+
+
+class HParamsChecksTest(parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ("dnn_dropout", "dnn", "dropout=1.5", "dropout"),
+      ("dnn_activation", "dnn", "activation=sparkle", "activation"),
+      ("lenet5_padding", "lenet5", "padding=full", "padding"),
+      ("resnet_depth", "resnet", "depth=15", "depth"),
+      ("rnn_cell", "rnn", "cell=vanilla", "cell"),
+      ("linear_combiner", "linear", "combiner=max", "combiner"),
+  )
+  def test_bad_value_names_key(self, name, text, key):
+    d = registry.get(name)
+    with self.assertRaisesRegex(hparams_lib.HParamsError, f"{name} hparam {key}="):
+      hparams_lib.override(d.hparams_cls(), text)
+
+
+class InputKindTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(("lenet5", "lenet5"), ("resnet", "resnet"))
+  def test_image_models_reject_tokens(self, name):
+    with tf.Graph().as_default():
+      features, _ = mt.make_batch(mt.TOKENS_SPEC, 2)
+      with self.assertRaisesRegex(layers.UnsupportedInputError, f"{name}.*image.*tokens"):
+        registry.get(name).build_logits(mt.to_tensors(features, np.zeros(2))[0],
+                                        mt.TOKENS_SPEC, _tiny(name), False)
+
+  def test_lenet5_valid_padding_too_small_says_how_to_fix(self):
+    hp = hparams_lib.override(registry.get("lenet5").hparams_cls(), "padding=valid")
+    with tf.Graph().as_default():
+      with self.assertRaisesRegex(layers.UnsupportedInputError, "too small.*resize_to=32"):
+        registry.get("lenet5").build_logits({"image": tf.zeros([1, 8, 8, 1])}, mt.IMAGE_SPEC,
+                                            hp, False)
+
+  def test_lenet5_classic_geometry(self):
+    hp = hparams_lib.override(registry.get("lenet5").hparams_cls(), "padding=valid,resize_to=32")
+    with tf.Graph().as_default():
+      logits = registry.get("lenet5").build_logits({"image": tf.zeros([2, 8, 8, 1])},
+                                                   mt.IMAGE_SPEC, hp, False)
+      kernel = [v for v in tf.compat.v1.global_variables() if v.op.name == "lenet5/dense_0/kernel"]
+      self.assertEqual(logits.shape.as_list(), [2, 10])
+      # 32 -> conv 28 -> pool 14 -> conv 10 -> pool 5: 5 * 5 * 16 inputs to the first dense layer.
+      self.assertEqual(kernel[0].shape.as_list(), [400, 120])
+
+  def test_rnn_ignores_padding(self):
+    """Appending padding to a token row leaves the logits unchanged (masking)."""
+    spec = mt.TOKENS_SPEC
+    ids = np.array([[5, 6, 7, 0, 0, 0, 0], [5, 6, 7, 8, 9, 0, 0]], np.int64)
+    short = np.array([[5, 6, 7, 0, 0, 0, 0], [5, 6, 7, 0, 0, 0, 0]], np.int64)
+    for pooling in ("last", "mean"):
+      hp = hparams_lib.override(registry.get("rnn").hparams_cls(),
+                                f"units=[8],bidirectional=true,pooling={pooling}")
+      with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(3)
+        x = tf.compat.v1.placeholder(tf.int64, [None, 7])
+        logits = registry.get("rnn").build_logits({"tokens": x}, spec, hp, False)
+        with self.session() as sess:
+          sess.run(tf.compat.v1.global_variables_initializer())
+          a = sess.run(logits, {x: ids})
+          b = sess.run(logits, {x: short})
+      self.assertAllClose(a[0], b[0], atol=1e-6, msg=pooling)  # same real tokens
+      self.assertNotAllClose(a[1], b[1], msg=pooling)  # more real tokens change the output
+
+
+if __name__ == "__main__":
+  tf.test.main()
