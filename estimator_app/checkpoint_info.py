@@ -1,0 +1,282 @@
+"""What a checkpoint holds: variables, shapes, dtypes, sizes, global step; and a dir's checkpoints.
+
+Reads the checkpoint's index only (tf.train.load_checkpoint), so inspecting a large checkpoint
+costs no tensor reads, except for string tensors, whose size is only known from their values.
+Works with any tf.train.Saver / Estimator checkpoint (and object-based ones), local or gs://.
+"""
+
+import dataclasses
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from input_fns import errors
+
+GLOBAL_STEP = "global_step"
+_STEP_SUFFIX = re.compile(r"-(\d+)$")
+_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
+
+
+class CheckpointError(errors.UserInputError):
+  """A path that does not exist, is not a checkpoint, or cannot be read as one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableInfo:
+  """One saved tensor.
+
+  Attributes:
+    name: its name in the checkpoint, e.g. "dense/kernel".
+    shape: its shape; () for a scalar.
+    dtype: dtype name, e.g. "float32".
+    num_params: number of elements.
+    num_bytes: size of the values (elements x dtype size; actual lengths for strings).
+  """
+  name: str
+  shape: Tuple[int, ...]
+  dtype: str
+  num_params: int
+  num_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+  """A checkpoint's contents.
+
+  Attributes:
+    prefix: the checkpoint prefix (path without .index/.data-*).
+    global_step: the saved global_step variable, else the step in the prefix, else None.
+    variables: every saved tensor (or those selected by a name filter), sorted by name.
+  """
+  prefix: str
+  global_step: Optional[int]
+  variables: Tuple[VariableInfo, ...]
+
+  @property
+  def total_params(self) -> int:
+    return sum(v.num_params for v in self.variables)
+
+  @property
+  def total_bytes(self) -> int:
+    return sum(v.num_bytes for v in self.variables)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointEntry:
+  """One checkpoint in a directory.
+
+  Attributes:
+    prefix: its prefix.
+    step: the global step it was saved at (from its name, else its global_step), or None.
+    num_bytes: size on disk of its index and data files.
+    is_latest: whether the directory's `checkpoint` state file names it as the latest.
+  """
+  prefix: str
+  step: Optional[int]
+  num_bytes: int
+  is_latest: bool
+
+
+def _step_from_prefix(prefix: str) -> Optional[int]:
+  match = _STEP_SUFFIX.search(prefix)
+  return int(match.group(1)) if match else None
+
+
+def _read_global_step(reader) -> Optional[int]:
+  if reader.has_tensor(GLOBAL_STEP):
+    value = np.asarray(reader.get_tensor(GLOBAL_STEP))
+    if value.size == 1 and np.issubdtype(value.dtype, np.integer):
+      return int(value.reshape(()))
+  return None
+
+
+def _load(prefix: str):
+  try:
+    return tf.train.load_checkpoint(prefix)
+  except (tf.errors.OpError, ValueError) as e:
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise CheckpointError(f"checkpoint {prefix} cannot be read: {message}") from e
+
+
+def _prefixes_in(directory: str) -> List[str]:
+  pattern = os.path.join(directory, "*.index")
+  return [p[:-len(".index")] for p in tf.io.gfile.glob(pattern)]
+
+
+def _file_size(path: str) -> int:
+  try:
+    return tf.io.gfile.stat(path).length
+  except tf.errors.NotFoundError:
+    return 0
+
+
+def list_checkpoints(directory: str) -> List[CheckpointEntry]:
+  """Lists every checkpoint (every *.index) directly in `directory`, oldest step first.
+
+  Args:
+    directory: a model_dir or any directory holding checkpoints, local or gs://.
+
+  Returns:
+    The checkpoints, sorted by step (those without a step last), then prefix.
+
+  Raises:
+    CheckpointError: `directory` does not exist or is not a directory.
+  """
+  if not tf.io.gfile.isdir(directory):
+    raise CheckpointError(f"checkpoint directory {directory} does not exist or is not a directory")
+  latest = tf.train.latest_checkpoint(directory)
+  entries = []
+  for prefix in _prefixes_in(directory):
+    step = _step_from_prefix(prefix)
+    if step is None:  # a hand-named checkpoint: only its variables know the step
+      try:
+        step = _read_global_step(_load(prefix))
+      except CheckpointError:
+        step = None
+    size = sum(_file_size(p) for p in tf.io.gfile.glob(prefix + ".data-*")) + _file_size(
+        prefix + ".index")
+    entries.append(CheckpointEntry(prefix, step, size, latest is not None and
+                                   os.path.normpath(latest) == os.path.normpath(prefix)))
+  return sorted(entries, key=lambda e: (e.step is None, e.step or 0, e.prefix))
+
+
+def listing_if_directory(path: str) -> Optional[List[CheckpointEntry]]:
+  """`list_checkpoints(path)` when `path` is a directory, else None (a prefix or a file)."""
+  return list_checkpoints(path) if tf.io.gfile.isdir(path) else None
+
+
+def resolve(path: str) -> str:
+  """Turns what a user typed into a checkpoint prefix.
+
+  Args:
+    path: a directory (its latest checkpoint: per its `checkpoint` state file, else the one
+      with the highest step), a checkpoint prefix, or one of a checkpoint's files
+      (PREFIX.index, PREFIX.data-00000-of-00001, PREFIX.meta).
+
+  Returns:
+    The checkpoint prefix.
+
+  Raises:
+    CheckpointError: the path does not exist, is a directory without checkpoints, or is not
+      a checkpoint.
+  """
+  path = path.rstrip("/") or path
+  if tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest and tf.io.gfile.exists(latest + ".index"):
+      return latest
+    entries = list_checkpoints(path)
+    if not entries:
+      raise CheckpointError(f"checkpoint directory {path} holds no checkpoints "
+                            "(no PREFIX.index files)")
+    stepped = [e for e in entries if e.step is not None]
+    return (stepped or entries)[-1].prefix
+  if tf.io.gfile.exists(path + ".index"):
+    return path
+  stripped = _FILE_SUFFIX.sub("", path)
+  if stripped != path and tf.io.gfile.exists(stripped + ".index"):
+    return stripped
+  if tf.io.gfile.exists(path):
+    raise CheckpointError(f"{path} is not a checkpoint: expected a directory holding "
+                          "checkpoints or a checkpoint prefix PREFIX (with PREFIX.index)")
+  raise CheckpointError(f"checkpoint {path} does not exist (expected a directory holding "
+                        "checkpoints or a checkpoint prefix PREFIX, with PREFIX.index)")
+
+
+def inspect(path: str, name_regex: Optional[str] = None) -> CheckpointInfo:
+  """Reads the variables of a checkpoint.
+
+  Args:
+    path: see `resolve`.
+    name_regex: keep only variables whose name matches this regex (re.search).
+
+  Returns:
+    The checkpoint's variables with shapes, dtypes and sizes, and its global step.
+
+  Raises:
+    CheckpointError: see `resolve`; also an unreadable checkpoint or an invalid regex.
+  """
+  try:
+    pattern = re.compile(name_regex) if name_regex else None
+  except re.error as e:
+    raise CheckpointError(f"variable filter {name_regex!r} is not a valid regex: {e}") from e
+  prefix = resolve(path)
+  reader = _load(prefix)
+  shapes = reader.get_variable_to_shape_map()
+  dtypes = reader.get_variable_to_dtype_map()
+  variables = []
+  for name in sorted(shapes):
+    if pattern and not pattern.search(name):
+      continue
+    shape = tuple(int(d) for d in shapes[name])
+    dtype = tf.as_dtype(dtypes[name])
+    count = int(np.prod(shape, dtype=np.int64))
+    if dtype == tf.string:
+      values = np.asarray(reader.get_tensor(name)).reshape(-1)
+      size = sum(len(v) for v in values)
+    else:
+      size = count * dtype.size
+    variables.append(VariableInfo(name, shape, dtype.name, count, size))
+  step = _read_global_step(reader)
+  return CheckpointInfo(prefix, step if step is not None else _step_from_prefix(prefix),
+                        tuple(variables))
+
+
+def human_bytes(n: int) -> str:
+  """1536 -> '1.5 KiB'."""
+  size = float(n)
+  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+    if size < 1024 or unit == "TiB":
+      return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    size /= 1024
+  return f"{n} B"
+
+
+def format_table(info: CheckpointInfo,
+                 entries: Optional[Sequence[CheckpointEntry]] = None) -> str:
+  """A printable table of the variables, totals, and (optionally) the directory's checkpoints."""
+  header = ("variable", "shape", "dtype", "params", "bytes")
+  body = [(v.name, "[" + ", ".join(str(d) for d in v.shape) + "]", v.dtype,
+           f"{v.num_params:,}", human_bytes(v.num_bytes)) for v in info.variables]
+  widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+
+  def line(r):
+    return "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]),
+                      r[3].rjust(widths[3]), r[4].rjust(widths[4])]).rstrip()
+
+  out = [f"checkpoint:  {info.prefix}",
+         f"global step: {info.global_step if info.global_step is not None else 'unknown'}",
+         "", line(header), line(tuple("-" * w for w in widths))]
+  out += [line(r) for r in body]
+  plural = "" if len(info.variables) == 1 else "s"
+  out.append(f"total: {len(info.variables)} variable{plural}, {info.total_params:,} params, "
+             f"{human_bytes(info.total_bytes)}")
+  if entries:
+    out += ["", f"checkpoints in {os.path.dirname(entries[0].prefix)} ({len(entries)}):"]
+    for e in entries:
+      step = str(e.step) if e.step is not None else "?"
+      mark = "  (latest)" if e.is_latest else ""
+      out.append(f"  step {step:>9}  {human_bytes(e.num_bytes):>10}  "
+                 f"{os.path.basename(e.prefix)}{mark}")
+  return "\n".join(out)
+
+
+def to_dict(info: CheckpointInfo,
+            entries: Optional[Sequence[CheckpointEntry]] = None) -> Dict[str, Any]:
+  """The same as format_table, as a JSON-ready dict."""
+  out = {
+      "prefix": info.prefix,
+      "global_step": info.global_step,
+      "num_variables": len(info.variables),
+      "total_params": info.total_params,
+      "total_bytes": info.total_bytes,
+      "variables": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype,
+                     "params": v.num_params, "bytes": v.num_bytes} for v in info.variables],
+  }
+  if entries is not None:
+    out["checkpoints"] = [{"prefix": e.prefix, "step": e.step, "bytes": e.num_bytes,
+                           "latest": e.is_latest} for e in entries]
+  return out

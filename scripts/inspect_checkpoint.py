@@ -1,0 +1,75 @@
+r"""Prints what a checkpoint holds: variables, shapes, dtypes, sizes, totals, global step.
+
+  ./bazelw run //scripts:inspect_checkpoint -- --checkpoint=runs/digits
+  ./bazelw run //scripts:inspect_checkpoint -- --checkpoint=runs/digits/model.ckpt-600 --json
+  ./bazelw run //scripts:inspect_checkpoint -- --checkpoint=runs/digits --variables='dense.*kernel'
+
+--checkpoint takes a directory (its latest checkpoint; every checkpoint in it is listed with
+its step too), a checkpoint prefix, or one of a checkpoint's files. Relative paths are taken
+from the directory you ran the command in.
+"""
+
+import dataclasses
+import json
+from typing import Optional
+
+from absl import flags
+
+from estimator_app import checkpoint_info
+from estimator_app import cli
+from estimator_app import config as config_lib
+
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "A model_dir (latest checkpoint), a checkpoint prefix, or a checkpoint file.")
+_JSON = flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
+_VARIABLES = flags.DEFINE_string("variables", None, "Only variables whose name matches this regex.")
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectConfig:
+  """What to inspect.
+
+  Attributes:
+    checkpoint: directory, prefix or checkpoint file, absolute.
+    as_json: JSON instead of a table.
+    variables: a name regex, or None for all variables.
+  """
+  checkpoint: str
+  as_json: bool = False
+  variables: Optional[str] = None
+
+
+def config_from_flags() -> InspectConfig:
+  """Reads the flags once into the config passed down.
+
+  Raises:
+    checkpoint_info.CheckpointError: --checkpoint is empty.
+  """
+  if not _CHECKPOINT.value:
+    raise checkpoint_info.CheckpointError(
+        "--checkpoint is required: a model_dir, a checkpoint prefix or a checkpoint file")
+  return InspectConfig(checkpoint=config_lib.resolve_path(_CHECKPOINT.value),
+                       as_json=_JSON.value, variables=_VARIABLES.value)
+
+
+def describe(cfg: InspectConfig) -> str:
+  """The text to print: a table (or JSON) of the checkpoint, and a directory's checkpoints.
+
+  Raises:
+    checkpoint_info.CheckpointError: not a checkpoint, unreadable, or a bad --variables regex.
+  """
+  info = checkpoint_info.inspect(cfg.checkpoint, name_regex=cfg.variables)
+  entries = checkpoint_info.listing_if_directory(cfg.checkpoint)
+  if cfg.as_json:
+    return json.dumps(checkpoint_info.to_dict(info, entries), indent=2)
+  return checkpoint_info.format_table(info, entries)
+
+
+def main(argv):
+  del argv
+  print(describe(config_from_flags()))
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("checkpoint")
+  cli.run(main)

@@ -1,0 +1,87 @@
+"""//scripts:inspect_checkpoint: table and JSON of a real checkpoint, and the binary's exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+from absl.testing import flagsaver
+
+from estimator_app import checkpoint_info
+from scripts import inspect_checkpoint
+from tests.estimator_app import finished_run
+
+
+def _run_binary(args, cwd):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+  env.pop("BUILD_WORKING_DIRECTORY", None)
+  return subprocess.run([sys.executable, "-m", "scripts.inspect_checkpoint"] + args, cwd=cwd,
+                        env=env, capture_output=True, text=True, timeout=180)
+
+
+class InspectCheckpointTest(tf.test.TestCase):
+
+  def test_config_from_flags(self):
+    root = self.create_tempdir().full_path
+    os.environ["BUILD_WORKING_DIRECTORY"] = root
+    try:
+      with flagsaver.flagsaver(checkpoint="runs/x", json=True, variables="kernel"):
+        cfg = inspect_checkpoint.config_from_flags()
+    finally:
+      del os.environ["BUILD_WORKING_DIRECTORY"]
+    self.assertEqual(cfg, inspect_checkpoint.InspectConfig(os.path.join(root, "runs/x"), True,
+                                                           "kernel"))
+    with flagsaver.flagsaver(checkpoint=None):
+      with self.assertRaisesRegex(checkpoint_info.CheckpointError, "--checkpoint is required"):
+        inspect_checkpoint.config_from_flags()
+
+  def test_table_json_and_filter_of_an_estimator_run(self):
+    model_dir = self.create_tempdir("model").full_path
+    finished_run.train_run(model_dir)
+    last = os.path.join(model_dir, f"model.ckpt-{finished_run.TRAIN_STEPS}")
+
+    table = inspect_checkpoint.describe(inspect_checkpoint.InspectConfig(model_dir))
+    as_json = json.loads(inspect_checkpoint.describe(
+        inspect_checkpoint.InspectConfig(model_dir, as_json=True)))
+    only_prefix = json.loads(inspect_checkpoint.describe(
+        inspect_checkpoint.InspectConfig(last, as_json=True, variables="kernel")))
+
+    self.assertIn(f"checkpoint:  {last}", table)
+    self.assertIn(f"global step: {finished_run.TRAIN_STEPS}", table)
+    self.assertRegex(table, r"dense/kernel\s+\[4, 2\]\s+float32\s+8\s+32 B")
+    self.assertRegex(table, r"checkpoints in .* \(3\):")
+    self.assertEqual(as_json["global_step"], finished_run.TRAIN_STEPS)
+    self.assertEqual([c["step"] for c in as_json["checkpoints"]], [0, 20, 40])
+    self.assertEqual(as_json["total_params"],
+                     sum(v["params"] for v in as_json["variables"]))
+    self.assertEqual([v["name"] for v in only_prefix["variables"]], ["dense/kernel"])
+    self.assertNotIn("checkpoints", only_prefix)  # a prefix is not a directory to list
+
+  def test_binary_prints_the_table(self):
+    work = self.create_tempdir("work").full_path
+    finished_run.train_run(os.path.join(work, "model"))
+
+    proc = _run_binary(["--checkpoint=model"], cwd=work)
+
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    self.assertIn(f"global step: {finished_run.TRAIN_STEPS}", proc.stdout)
+    self.assertIn("total: 3 variables, 11 params, 48 B", proc.stdout)
+
+  def test_binary_bad_paths_exit_2_naming_the_path(self):
+    work = self.create_tempdir("work")
+    work.create_file("notes.txt", "not a checkpoint")
+    for arg, message in [
+        ("missing/model.ckpt-5", f"checkpoint {work.full_path}/missing/model.ckpt-5 does not exist"),
+        ("notes.txt", f"{work.full_path}/notes.txt is not a checkpoint"),
+    ]:
+      proc = _run_binary([f"--checkpoint={arg}"], cwd=work.full_path)
+      with self.subTest(arg=arg):
+        self.assertEqual(proc.returncode, 2)
+        self.assertNotIn("Traceback", proc.stderr)
+        last = proc.stderr.strip().splitlines()[-1]
+        self.assertTrue(last.startswith("error: " + message), last)
+
+
+if __name__ == "__main__":
+  tf.test.main()
