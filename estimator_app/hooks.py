@@ -173,6 +173,10 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
       if values:
         self._writer.add_summary(tf.compat.v1.Summary(value=values), step)
 
+  def end(self, session):
+    if self._writer is not None:
+      self._writer.flush()
+
 
 class NanGuardHook(tf.estimator.SessionRunHook):
   """Stops training at the first NaN/Inf loss, keeping the last good checkpoint as latest.

@@ -55,7 +55,6 @@ class StepLoggingHookTest(tf.test.TestCase, parameterized.TestCase):
     record = hook.last_record
     self.assertAllClose(record["examples_per_sec"], 16 * 1000.0 / record["step_time_ms"],
                         rtol=1e-6)
-    tf.compat.v1.summary.FileWriterCache.get(model_dir).flush()
     tags = _scalar_tags(model_dir)
     self.assertEqual([s for s, _ in tags["examples_per_sec"]], steps[1:])
     self.assertIn("step_time_ms", tags)
