@@ -1,53 +1,359 @@
-"""The one model_fn builder shared by every model: loss, optimizer, metrics, EstimatorSpecs."""
+"""The one model_fn builder shared by every model: loss, optimizer, metrics, EstimatorSpecs.
 
+`build_model_fn(model_def, hparams, spec, train_cfg)` wraps a model's
+`build_logits(features, spec, hparams, training) -> logits [B, C]` into an Estimator model_fn:
+
+  PREDICT  predictions class_ids (int64 [B]), probabilities (float32 [B, C]), logits (float32
+           [B, C]); export outputs "serving_default" and "predict" (PredictOutput of the
+           predictions) and "classification" (ClassificationOutput: scores = probabilities,
+           classes = the label names, string [B, C]).
+  EVAL     loss and the metrics of model_fns/metrics.py.
+  TRAIN    loss = cross-entropy (optionally label-smoothed) + L1/L2 on the weights + any losses
+           the model put in the REGULARIZATION_LOSSES collection; an optimizer by name with a
+           learning-rate schedule, optional clipping by global norm, the model's state updates
+           (batch-norm moving averages) run with every step; the summaries of
+           model_fns/summaries.py.
+
+Mixed precision: with precision "float16" or "bfloat16" the model is built under the matching
+Keras mixed policy (variables float32, computation 16-bit), so models must build their layers
+with tf.keras layers and no explicit dtype to benefit. Logits are cast to float32 before the
+softmax, the loss and the metrics. float16 adds dynamic loss scaling.
+
+Batch-norm and other state updates: the train op runs everything in the UPDATE_OPS collection
+plus every assignment the model's graph makes to one of its own non-trainable variables that
+nothing else runs. The second rule catches tf.keras BatchNormalization layers called in a
+tf.compat.v1 graph, which on TF 2.15 keep their moving-average assign ops only in
+`layer.updates` (not in UPDATE_OPS, not as dependencies of the layer's output).
+"""
+
+import contextlib
 import dataclasses
+import json
+from typing import Any, List, Sequence, Tuple
 
 import tensorflow as tf
+from absl import logging
 
+from input_fns import errors
 from input_fns import feature_spec as fs
+from model_fns import metrics as metrics_lib
+from model_fns import optimization
+from model_fns import summaries
 
 PREDICT_KEYS = ("class_ids", "probabilities", "logits")
+SERVING_DEFAULT = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
+PREDICT_OUTPUT = "predict"
+CLASSIFICATION_OUTPUT = "classification"
+
+PRECISIONS = ("float32", "float16", "bfloat16")
+_KERAS_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+# Graph ops that write a variable: what a model's state update (a moving average) looks like.
+_WRITE_OPS = frozenset({"AssignSubVariableOp", "AssignAddVariableOp", "AssignVariableOp",
+                        "AssignSub", "AssignAdd", "Assign"})
+
+
+class TrainConfigError(errors.UserInputError):
+  """A TrainConfig field (set from the flag of the same name) has a bad value."""
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Optimization settings shared by all models.
+  """Optimization, loss, precision, metric and summary settings shared by all models.
+
+  The training app fills it from flags of the same names; defaults are the documented ones.
 
   Attributes:
-    optimizer: "adam" or "sgd".
-    learning_rate: base learning rate.
+    optimizer: one of optimization.OPTIMIZERS: sgd, momentum, adam, adamw (adam with decoupled
+      weight decay), rmsprop, adagrad.
+    learning_rate: base learning rate (> 0).
+    lr_schedule: one of optimization.SCHEDULES: constant, exponential, piecewise, cosine (see
+      optimization.learning_rate for the formulas).
+    warmup_steps: linear learning-rate warm-up over the first steps (any schedule); 0 = none.
+    decay_steps: exponential: steps per factor of decay_rate; cosine: the step at which the
+      rate reaches its floor (usually the number of training steps; > warmup_steps).
+    decay_rate: factor per decay_steps (exponential) or per boundary (piecewise), in (0, 1].
+    staircase: exponential decay in whole steps of decay_steps.
+    boundaries: piecewise: increasing positive steps at which the rate is multiplied by
+      decay_rate.
+    min_lr_fraction: cosine: the floor as a fraction of learning_rate, in [0, 1].
+    momentum: momentum of the momentum optimizer, in [0, 1).
+    nesterov: Nesterov momentum (momentum optimizer).
+    beta1: Adam/AdamW first-moment decay, in [0, 1).
+    beta2: Adam/AdamW second-moment decay, in [0, 1).
+    epsilon: numerical stability term of adam, adamw and rmsprop (> 0).
+    rho: RMSProp squared-gradient decay, in [0, 1).
+    weight_decay: adamw's decoupled weight decay per unit learning rate (each step
+      w <- w - learning_rate(step) * weight_decay * w on the weights); other optimizers ignore
+      it (use l2 with them).
+    l1: L1 penalty l1 * sum |w| on the weights, added to the loss (>= 0).
+    l2: L2 penalty l2 * sum w**2 on the weights, added to the loss (>= 0).
+    label_smoothing: mixes the one-hot targets with the uniform distribution, in [0, 1).
+    clip_norm: clip the gradients to this global norm; 0 = no clipping.
+    precision: float32, float16 (mixed, with dynamic loss scaling) or bfloat16 (mixed).
+    top_k: k of the top-k accuracy metric, capped at num_classes - 1 (>= 1).
+    summary_images: input images in the training summaries of image datasets (0 = none).
+    weight_histograms: add a histogram summary per trainable variable.
+
+  Weights are the trainable variables of rank >= 2 (kernels, embeddings), never biases or
+  batch-norm parameters.
   """
   optimizer: str = "adam"
   learning_rate: float = 1e-3
+  lr_schedule: str = "constant"
+  warmup_steps: int = 0
+  decay_steps: int = 1000
+  decay_rate: float = 0.1
+  staircase: bool = False
+  boundaries: Tuple[int, ...] = ()
+  min_lr_fraction: float = 0.0
+  momentum: float = 0.9
+  nesterov: bool = False
+  beta1: float = 0.9
+  beta2: float = 0.999
+  epsilon: float = 1e-7
+  rho: float = 0.9
+  weight_decay: float = 0.01
+  l1: float = 0.0
+  l2: float = 0.0
+  label_smoothing: float = 0.0
+  clip_norm: float = 0.0
+  precision: str = "float32"
+  top_k: int = 5
+  summary_images: int = 3
+  weight_histograms: bool = False
+
+  def __post_init__(self):
+    object.__setattr__(self, "boundaries", tuple(int(b) for b in self.boundaries))
+    _check_choice("optimizer", self.optimizer, optimization.OPTIMIZERS)
+    _check_choice("lr_schedule", self.lr_schedule, optimization.SCHEDULES)
+    _check_choice("precision", self.precision, PRECISIONS)
+    _check("learning_rate", self.learning_rate, self.learning_rate > 0, "> 0")
+    _check("warmup_steps", self.warmup_steps, self.warmup_steps >= 0, ">= 0")
+    _check("decay_steps", self.decay_steps, self.decay_steps > 0, "> 0")
+    if self.lr_schedule == "cosine":
+      _check("decay_steps", self.decay_steps, self.decay_steps > self.warmup_steps,
+             f"> warmup_steps ({self.warmup_steps}) for the cosine schedule")
+    _check("decay_rate", self.decay_rate, 0 < self.decay_rate <= 1, "in (0, 1]")
+    _check("boundaries", list(self.boundaries),
+           all(b > 0 for b in self.boundaries) and
+           all(a < b for a, b in zip(self.boundaries, self.boundaries[1:])),
+           "strictly increasing positive steps")
+    if self.lr_schedule == "piecewise":
+      _check("boundaries", list(self.boundaries), bool(self.boundaries),
+             "at least one step for the piecewise schedule")
+    _check("min_lr_fraction", self.min_lr_fraction, 0 <= self.min_lr_fraction <= 1, "in [0, 1]")
+    for name in ("momentum", "beta1", "beta2", "rho", "label_smoothing"):
+      value = getattr(self, name)
+      _check(name, value, 0 <= value < 1, "in [0, 1)")
+    _check("epsilon", self.epsilon, self.epsilon > 0, "> 0")
+    for name in ("weight_decay", "l1", "l2", "clip_norm"):
+      value = getattr(self, name)
+      _check(name, value, value >= 0, ">= 0")
+    _check("top_k", self.top_k, self.top_k >= 1, ">= 1")
+    _check("summary_images", self.summary_images, self.summary_images >= 0, ">= 0")
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
-def _optimizer(cfg: TrainConfig):
-  if cfg.optimizer == "adam":
-    return tf.compat.v1.train.AdamOptimizer(cfg.learning_rate)
-  if cfg.optimizer == "sgd":
-    return tf.compat.v1.train.GradientDescentOptimizer(cfg.learning_rate)
-  raise ValueError(f"unknown optimizer {cfg.optimizer!r}; known: adam, sgd")
+def _check(name: str, value: Any, ok: bool, expected: str) -> None:
+  if not ok:
+    raise TrainConfigError(f"--{name}={value!r}: expected {expected}")
+
+
+def _check_choice(name: str, value: str, known: Sequence[str]) -> None:
+  if value not in known:
+    raise TrainConfigError(f"--{name}={value!r} is unknown; known: {', '.join(known)}")
+
+
+@contextlib.contextmanager
+def _precision_policy(precision: str):
+  """Builds Keras layers created inside under the mixed policy of `precision`."""
+  if precision not in _KERAS_POLICIES:
+    yield
+    return
+  previous = tf.keras.mixed_precision.global_policy()
+  tf.keras.mixed_precision.set_global_policy(_KERAS_POLICIES[precision])
+  try:
+    yield
+  finally:
+    tf.keras.mixed_precision.set_global_policy(previous)
+
+
+def _as_op(x) -> tf.Operation:
+  return x if isinstance(x, tf.Operation) else x.op
+
+
+def state_updates(graph: tf.Graph, model_ops: Sequence[tf.Operation],
+                  model_variables: Sequence[tf.Variable]) -> List[tf.Operation]:
+  """The ops the train op must run besides the gradient step (batch-norm moving averages).
+
+  Args:
+    graph: the model's graph.
+    model_ops: the ops the model created (to look for its own variable writes).
+    model_variables: the variables the model created.
+
+  Returns:
+    UPDATE_OPS, then every op in `model_ops` that assigns to a non-trainable variable in
+    `model_variables` and is not a variable initializer (see the module docstring).
+  """
+  updates = [_as_op(u) for u in graph.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)]
+  trainable = {v.op.name for v in _trainable(model_variables)}
+  state = [v for v in model_variables if v.op.name not in trainable]
+  state_ops = {v.op for v in state}
+  initializers = {v.initializer for v in state}
+  known = set(updates)
+  found = [op for op in model_ops
+           if op.type in _WRITE_OPS and op not in known and op not in initializers
+           and op.inputs and op.inputs[0].op in state_ops]
+  if found:
+    logging.info("running %d state updates that are not in UPDATE_OPS with the train op "
+                 "(tf.keras layers in a graph keep them in layer.updates): %s",
+                 len(found), ", ".join(op.name for op in found))
+  return updates + found
+
+
+def _trainable(variables: Sequence[tf.Variable]) -> List[tf.Variable]:
+  names = {v.op.name for v in tf.compat.v1.trainable_variables()}
+  return [v for v in variables if v.op.name in names]
+
+
+def _export_outputs(predictions, label_names: Sequence[str]):
+  batch = tf.shape(predictions["probabilities"])[0]
+  classes = tf.tile(tf.constant([list(label_names)], tf.string), [batch, 1])
+  return {
+      SERVING_DEFAULT: tf.estimator.export.PredictOutput(predictions),
+      PREDICT_OUTPUT: tf.estimator.export.PredictOutput(predictions),
+      CLASSIFICATION_OUTPUT: tf.estimator.export.ClassificationOutput(
+          scores=predictions["probabilities"], classes=classes),
+  }
+
+
+def _checked_labels(labels, num_classes: int) -> tf.Tensor:
+  if labels is None:
+    raise ValueError("TRAIN and EVAL need labels; the input_fn returned none")
+  labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
+  # A label outside [0, C) would silently become an all-zero one-hot target.
+  with tf.control_dependencies([
+      tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
+      tf.debugging.assert_less(labels, tf.constant(num_classes, tf.int64),
+                               message=f"labels must be < num_classes={num_classes}")]):
+    return tf.identity(labels)
 
 
 def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainConfig):
-  """Returns an Estimator model_fn for `model_def` with `hparams` on data described by `spec`."""
+  """Returns an Estimator model_fn for `model_def` with `hparams` on data described by `spec`.
+
+  Args:
+    model_def: a registry.ModelDef (its name and build_logits are used).
+    hparams: the model's hyperparameters (an instance of model_def.hparams_cls).
+    spec: the dataset's feature spec (input key, kind, label names).
+    train_cfg: optimization and reporting settings.
+
+  Returns:
+    model_fn(features, labels, mode) -> tf.estimator.EstimatorSpec. Labels are int class ids
+    [B] (or [B, 1]); the graph checks they lie in [0, num_classes).
+
+  Raises (from model_fn, when it builds a graph):
+    ValueError: the model's logits are not [batch, num_classes]; TRAIN or EVAL without labels;
+      a loss that depends on no trainable variable. These are model or input_fn bugs, not user
+      input errors.
+  """
+  num_classes = spec.num_classes
+  k = metrics_lib.top_k(train_cfg.top_k, num_classes)
+  first_build = [True]
 
   def model_fn(features, labels, mode):
     training = mode == tf.estimator.ModeKeys.TRAIN
-    logits = model_def.build_logits(features, spec, hparams, training)
+    graph = tf.compat.v1.get_default_graph()
+    ops_before = len(graph.get_operations())
+    vars_before = set(v.op.name for v in tf.compat.v1.global_variables())
+    with _precision_policy(train_cfg.precision):
+      logits = model_def.build_logits(features, spec, hparams, training)
+    model_ops = graph.get_operations()[ops_before:]
+    model_variables = [v for v in tf.compat.v1.global_variables()
+                       if v.op.name not in vars_before]
+    if logits.shape.rank != 2 or logits.shape[-1] != num_classes:
+      raise ValueError(f"model {model_def.name!r} returned logits of shape {logits.shape}; "
+                       f"expected [batch, {num_classes}]")
+    logits = tf.cast(logits, tf.float32)
+    if first_build[0]:
+      first_build[0] = False
+      logging.info("model_fn of %s: %s; train config %s", model_def.name, hparams,
+                   train_cfg.to_json())
+      summaries.log_variables(model_def.name, model_variables)
+
     probabilities = tf.nn.softmax(logits)
     class_ids = tf.argmax(logits, axis=-1)
     predictions = {"class_ids": class_ids, "probabilities": probabilities, "logits": logits}
     if mode == tf.estimator.ModeKeys.PREDICT:
       return tf.estimator.EstimatorSpec(
           mode, predictions=predictions,
-          export_outputs={"serving_default": tf.estimator.export.PredictOutput(predictions)})
-    loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
-    if training:
-      train_op = _optimizer(train_cfg).minimize(
-          loss, global_step=tf.compat.v1.train.get_or_create_global_step())
-      return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
-    metrics = {"accuracy": tf.compat.v1.metrics.accuracy(labels, class_ids)}
-    return tf.estimator.EstimatorSpec(mode, loss=loss, eval_metric_ops=metrics)
+          export_outputs=_export_outputs(predictions, spec.label_names))
+
+    labels = _checked_labels(labels, num_classes)
+    with tf.name_scope("losses"):  # not "loss": see summaries.py
+      targets = tf.one_hot(labels, num_classes, dtype=tf.float32)
+      if train_cfg.label_smoothing:
+        targets = targets * (1.0 - train_cfg.label_smoothing) + train_cfg.label_smoothing / num_classes
+      cross_entropy = tf.reduce_mean(
+          tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
+      regularization = optimization.regularization_loss(
+          _trainable(model_variables), train_cfg.l1, train_cfg.l2)
+      model_losses = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES)
+      if model_losses:
+        regularization += tf.add_n([tf.cast(x, tf.float32) for x in model_losses])
+      loss = tf.identity(cross_entropy + regularization, name="total")
+
+    if mode == tf.estimator.ModeKeys.EVAL:
+      per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+      return tf.estimator.EstimatorSpec(
+          mode, loss=loss, predictions=predictions,
+          eval_metric_ops=metrics_lib.eval_metric_ops(
+              labels, logits, per_example, spec.label_names, k))
+
+    train_op, scalars = _train_op(loss, train_cfg, graph, model_ops, model_variables)
+    scalars.update({
+        "losses/cross_entropy": cross_entropy,
+        "losses/regularization": regularization,
+        metrics_lib.ACCURACY: metrics_lib.batch_accuracy(labels, class_ids),
+    })
+    summaries.scalars(scalars)
+    summaries.input_images(features, spec, train_cfg.summary_images)
+    if train_cfg.weight_histograms:
+      summaries.weight_histograms(_trainable(model_variables))
+    return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, predictions=predictions)
 
   return model_fn
+
+
+def _train_op(loss: tf.Tensor, cfg: TrainConfig, graph: tf.Graph,
+              model_ops: Sequence[tf.Operation], model_variables: Sequence[tf.Variable]):
+  """The train op (state updates, one optimizer step, global step + 1) and its scalars."""
+  global_step = tf.compat.v1.train.get_or_create_global_step()
+  lr = optimization.learning_rate(
+      global_step, cfg.learning_rate, cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+      decay_steps=cfg.decay_steps, decay_rate=cfg.decay_rate, staircase=cfg.staircase,
+      boundaries=cfg.boundaries, min_fraction=cfg.min_lr_fraction)
+  optimizer = optimization.create_optimizer(
+      cfg.optimizer, lr, momentum=cfg.momentum, nesterov=cfg.nesterov, beta1=cfg.beta1,
+      beta2=cfg.beta2, epsilon=cfg.epsilon, rho=cfg.rho, weight_decay=cfg.weight_decay,
+      loss_scaling=cfg.precision == "float16")
+  trainable = tf.compat.v1.trainable_variables()
+  grads_and_vars = [(g, v) for g, v in optimizer.compute_gradients(
+      loss, var_list=trainable, colocate_gradients_with_ops=True) if g is not None]
+  if not grads_and_vars:
+    raise ValueError("the loss depends on no trainable variable")
+  grads_and_vars, grad_norm = optimization.clip_by_global_norm(grads_and_vars, cfg.clip_norm)
+  updates = state_updates(graph, model_ops, model_variables)
+  with tf.control_dependencies(updates):
+    # The global step is incremented outside apply_gradients so that a step the loss-scale
+    # optimizer skips (float16 overflow) still counts: training always reaches max_steps.
+    apply = optimizer.apply_gradients(grads_and_vars)
+  with tf.control_dependencies([apply]):
+    train_op = global_step.assign_add(1, read_value=False)
+  scalars = {"learning_rate": lr, "gradient_global_norm": grad_norm}
+  if hasattr(optimizer, "loss_scale"):
+    scalars["loss_scale"] = optimizer.loss_scale()
+  return train_op, scalars

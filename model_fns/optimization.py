@@ -1,0 +1,227 @@
+"""Optimizers by name, learning-rate schedules, weight decay and gradient clipping.
+
+Everything here builds tf.compat.v1 graph ops for an Estimator model_fn. The optimizers are
+`tf.compat.v1.train` optimizers, so their slot variables live in GLOBAL_VARIABLES and
+checkpoints stay `tf.train.Saver` compatible.
+
+Which variables are "weights" (decayed by L1/L2 and by adamw's decoupled decay): trainable
+variables of rank >= 2, i.e. dense and conv kernels, recurrent kernels and embeddings. Biases
+and batch-norm gamma/beta (rank 1) are never decayed.
+"""
+
+import math
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+OPTIMIZERS = ("adagrad", "adam", "adamw", "momentum", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine", "exponential", "piecewise")
+
+# Adagrad's starting accumulator value (tf.compat.v1 default); fixed, it rarely matters.
+_ADAGRAD_INITIAL_ACCUMULATOR = 0.1
+
+
+def is_weight(var: tf.Variable) -> bool:
+  """True for kernels/embeddings (rank >= 2), False for biases and batch-norm parameters."""
+  rank = var.shape.rank
+  return rank is not None and rank >= 2
+
+
+def learning_rate(global_step: tf.Tensor, base: float, schedule: str = "constant", *,
+                  warmup_steps: int = 0, decay_steps: int = 1000, decay_rate: float = 0.1,
+                  staircase: bool = False, boundaries: Sequence[int] = (),
+                  min_fraction: float = 0.0) -> tf.Tensor:
+  """The learning rate as a float32 function of the global step.
+
+  lr(step) = schedule(step) * min(1, (step + 1) / warmup_steps), so warm-up ramps linearly
+  from base / warmup_steps at step 0 to the schedule's value at step warmup_steps - 1 (every
+  step, the first included, trains). Schedules, with s = step:
+
+    constant:    base
+    exponential: base * decay_rate ** (s / decay_steps)   (floor(s / decay_steps) if staircase)
+    piecewise:   base * decay_rate ** (number of boundaries <= s)
+    cosine:      floor + (base - floor) * (1 + cos(pi * t)) / 2 with floor = base * min_fraction,
+                 t = clip((s - warmup_steps) / (decay_steps - warmup_steps), 0, 1): base at the
+                 end of warm-up, falling to the floor at step decay_steps and staying there.
+
+  Args:
+    global_step: the (int64) global step tensor.
+    base: the base learning rate.
+    schedule: one of SCHEDULES.
+    warmup_steps: linear warm-up length in steps (0: none).
+    decay_steps: exponential: steps per factor decay_rate; cosine: the step the floor is
+      reached at (absolute, typically the number of training steps).
+    decay_rate: factor per decay_steps (exponential) or per boundary (piecewise).
+    staircase: exponential decay in whole steps of decay_steps.
+    boundaries: piecewise: increasing steps at which the rate is multiplied by decay_rate.
+    min_fraction: cosine: the floor as a fraction of base.
+
+  Returns:
+    A scalar float32 tensor.
+
+  Raises:
+    ValueError: unknown schedule (TrainConfig validates user input before it gets here).
+  """
+  step = tf.cast(global_step, tf.float32)
+  base_t = tf.constant(base, tf.float32)
+  if schedule == "constant":
+    lr = base_t
+  elif schedule == "exponential":
+    exponent = step / float(decay_steps)
+    if staircase:
+      exponent = tf.floor(exponent)
+    lr = base_t * tf.pow(tf.constant(decay_rate, tf.float32), exponent)
+  elif schedule == "piecewise":
+    passed = tf.add_n([tf.cast(step >= float(b), tf.float32) for b in boundaries]
+                      or [tf.constant(0.0)])
+    lr = base_t * tf.pow(tf.constant(decay_rate, tf.float32), passed)
+  elif schedule == "cosine":
+    span = float(decay_steps - warmup_steps)
+    t = tf.clip_by_value((step - float(warmup_steps)) / span, 0.0, 1.0)
+    floor = base * min_fraction
+    lr = floor + (base - floor) * 0.5 * (1.0 + tf.cos(math.pi * t))
+  else:
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+  if warmup_steps > 0:
+    lr = lr * tf.minimum(1.0, (step + 1.0) / float(warmup_steps))
+  return tf.identity(lr, name="learning_rate")
+
+
+class AdamWOptimizer(tf.compat.v1.train.AdamOptimizer):
+  """Adam with decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay
+  Regularization", 2019): each step, weights w <- w - lr * weight_decay * w, then Adam's step.
+
+  The decay is part of each variable's update op (not a separate op after the train op), so it
+  runs exactly when the update runs: under a loss-scale optimizer a skipped step skips the decay
+  too, and distribution strategies apply it where they apply the update. It reads the weight
+  only after the gradient exists, so gradients are always taken at the undecayed weights.
+  """
+
+  def __init__(self, learning_rate, weight_decay: float,
+               should_decay: Callable[[tf.Variable], bool] = is_weight, **kwargs):
+    """Args:
+      learning_rate: float or scalar tensor (e.g. a schedule); also scales the decay.
+      weight_decay: decay per unit learning rate.
+      should_decay: which variables decay (default: is_weight).
+      **kwargs: AdamOptimizer's beta1, beta2, epsilon, name.
+    """
+    kwargs.setdefault("name", "AdamW")
+    super().__init__(learning_rate, **kwargs)
+    self._decay_lr = learning_rate
+    self._weight_decay = weight_decay
+    self._should_decay = should_decay
+
+  def _decay(self, var, grad):
+    if self._weight_decay == 0 or not self._should_decay(var):
+      return tf.no_op()
+    grad_values = grad.values if isinstance(grad, tf.IndexedSlices) else grad
+    with tf.control_dependencies([grad_values]):
+      rate = tf.cast(self._decay_lr, var.dtype.base_dtype) * self._weight_decay
+      return var.assign_sub(rate * tf.identity(var), use_locking=self._use_locking,
+                            read_value=False)
+
+  def _apply_dense(self, grad, var):
+    with tf.control_dependencies([self._decay(var, grad)]):
+      return super()._apply_dense(grad, var)
+
+  def _resource_apply_dense(self, grad, handle):
+    with tf.control_dependencies([self._decay(handle, grad)]):
+      return super()._resource_apply_dense(grad, handle)
+
+  def _apply_sparse(self, grad, var):
+    with tf.control_dependencies([self._decay(var, grad)]):
+      return super()._apply_sparse(grad, var)
+
+  def _resource_apply_sparse(self, grad, handle, indices):
+    with tf.control_dependencies([self._decay(handle, grad)]):
+      return super()._resource_apply_sparse(grad, handle, indices)
+
+
+def create_optimizer(name: str, lr, *, momentum: float = 0.9, nesterov: bool = False,
+                     beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7,
+                     rho: float = 0.9, weight_decay: float = 0.0,
+                     loss_scaling: bool = False) -> tf.compat.v1.train.Optimizer:
+  """A tf.compat.v1.train optimizer by name.
+
+  Args:
+    name: one of OPTIMIZERS.
+    lr: learning rate, a float or a scalar tensor.
+    momentum: momentum (momentum; rmsprop's momentum stays 0).
+    nesterov: Nesterov momentum (momentum).
+    beta1: first-moment decay (adam, adamw).
+    beta2: second-moment decay (adam, adamw).
+    epsilon: numerical stability term (adam, adamw, rmsprop).
+    rho: squared-gradient decay (rmsprop).
+    weight_decay: decoupled weight decay per unit learning rate (adamw only).
+    loss_scaling: wrap in a dynamic loss-scale optimizer (float16 mixed precision): the loss
+      is multiplied by the scale before differentiation, gradients divided by it, and steps
+      whose gradients overflow are skipped while the scale halves.
+
+  Returns:
+    The optimizer. With loss_scaling, `.loss_scale` is a callable returning the current scale.
+
+  Raises:
+    ValueError: unknown name (TrainConfig validates user input before it gets here).
+  """
+  if name == "sgd":
+    opt = tf.compat.v1.train.GradientDescentOptimizer(lr)
+  elif name == "momentum":
+    opt = tf.compat.v1.train.MomentumOptimizer(lr, momentum, use_nesterov=nesterov)
+  elif name == "adam":
+    opt = tf.compat.v1.train.AdamOptimizer(lr, beta1=beta1, beta2=beta2, epsilon=epsilon)
+  elif name == "adamw":
+    opt = AdamWOptimizer(lr, weight_decay, beta1=beta1, beta2=beta2, epsilon=epsilon)
+  elif name == "rmsprop":
+    opt = tf.compat.v1.train.RMSPropOptimizer(lr, decay=rho, epsilon=epsilon)
+  elif name == "adagrad":
+    opt = tf.compat.v1.train.AdagradOptimizer(
+        lr, initial_accumulator_value=_ADAGRAD_INITIAL_ACCUMULATOR)
+  else:
+    raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+  if not loss_scaling:
+    return opt
+  # The TF1 loss-scale optimizer is the one that wraps tf.compat.v1 optimizers in graph mode
+  # (the Keras LossScaleOptimizer only wraps Keras optimizers). Its variables are plain
+  # GLOBAL_VARIABLES, saved with the checkpoint.
+  with tf.name_scope("loss_scale"):
+    scale = tf.compat.v1.mixed_precision.DynamicLossScale(
+        initial_loss_scale=2.0 ** 15, increment_period=2000, multiplier=2.0)
+  wrapped = tf.compat.v1.mixed_precision.MixedPrecisionLossScaleOptimizer(opt, scale)
+  wrapped.loss_scale = scale
+  return wrapped
+
+
+def regularization_loss(variables: Sequence[tf.Variable], l1: float, l2: float) -> tf.Tensor:
+  """l1 * sum |w| + l2 * sum w**2 over the weights (is_weight) among `variables`, float32.
+
+  The Keras regularizer convention (no 1/2 factor on L2).
+  """
+  terms = []
+  for v in variables:
+    if not is_weight(v):
+      continue
+    w = tf.cast(v, tf.float32)
+    if l1:
+      terms.append(l1 * tf.reduce_sum(tf.abs(w)))
+    if l2:
+      terms.append(l2 * tf.reduce_sum(tf.square(w)))
+  return tf.add_n(terms) if terms else tf.constant(0.0)
+
+
+def clip_by_global_norm(
+    grads_and_vars: Sequence[Tuple[Optional[tf.Tensor], tf.Variable]], clip_norm: float
+) -> Tuple[List[Tuple[Optional[tf.Tensor], tf.Variable]], tf.Tensor]:
+  """Scales all gradients together so their global norm is at most clip_norm.
+
+  Args:
+    grads_and_vars: (gradient or None, variable) pairs.
+    clip_norm: the bound; 0 leaves the gradients unchanged.
+
+  Returns:
+    (clipped pairs, global norm of the gradients before clipping).
+  """
+  grads = [g for g, _ in grads_and_vars]
+  norm = tf.linalg.global_norm([g for g in grads if g is not None])
+  if clip_norm > 0:
+    grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
+  return list(zip(grads, [v for _, v in grads_and_vars])), norm
