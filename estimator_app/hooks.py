@@ -7,8 +7,9 @@ graph is built, so they can be constructed before it exists:
 - loss: the Estimator adds `EstimatorSpec.loss` to `GraphKeys.LOSSES` last, right before the
   hooks' `begin()`; `find_loss` takes the last entry.
 - learning rate: `find_learning_rate` looks, in order, for the collection
-  `LEARNING_RATE_COLLECTION`, a tensor named `learning_rate`, a scalar summary whose op is
-  named `learning_rate` (what `tf.compat.v1.summary.scalar("learning_rate", lr)` creates), and
+  `LEARNING_RATE_COLLECTION`, a tensor named `learning_rate`, a scalar summary tagged or named
+  `learning_rate` (`tf.compat.v1.summary.scalar("learning_rate", lr)` or a raw
+  ScalarSummary op with that tag, as model_fns/summaries.py makes), and
   a scalar float op named `<scope>/learning_rate` (model_fns/optimization.py names its
   schedule's output `learning_rate`).
   A model_fn without any of these simply gets no learning-rate column.
@@ -64,10 +65,9 @@ def find_learning_rate(graph: tf.Graph) -> Optional[tf.Tensor]:
       return lr
   except KeyError:
     pass
-  for op in graph.get_collection(tf.compat.v1.GraphKeys.SUMMARIES):
-    op = getattr(op, "op", op)
-    if op.type == "ScalarSummary" and re.fullmatch(r"(.*/)?learning_rate(_\d+)?", op.name):
-      return op.inputs[1]
+  summary = _lr_summary(graph)
+  if summary is not None:
+    return summary.inputs[1]
   for op in graph.get_operations():  # e.g. tf.identity(lr, name="learning_rate") in a scope
     if (op.name.endswith("/" + _LR_NAME) and len(op.outputs) == 1
         and op.outputs[0].dtype.is_floating and op.outputs[0].shape.rank == 0):
@@ -75,20 +75,32 @@ def find_learning_rate(graph: tf.Graph) -> Optional[tf.Tensor]:
   return None
 
 
-def _has_lr_summary(graph: tf.Graph) -> bool:
+def _lr_summary(graph: tf.Graph) -> Optional[tf.Operation]:
+  """The model's scalar summary of the learning rate, recognised by its tag or its op name."""
   for op in graph.get_collection(tf.compat.v1.GraphKeys.SUMMARIES):
     op = getattr(op, "op", op)
-    if op.type == "ScalarSummary" and re.fullmatch(r"(.*/)?learning_rate(_\d+)?", op.name):
-      return True
-  return False
+    if op.type != "ScalarSummary":
+      continue
+    tag = tf.get_static_value(op.inputs[0])  # a 0-d array of bytes when the tag is a Const
+    tag = tag.item() if hasattr(tag, "item") else tag
+    tag = tag.decode() if isinstance(tag, bytes) else op.name
+    if re.fullmatch(r"(.*/)?learning_rate(_\d+)?", tag) or re.fullmatch(
+        r"(.*/)?learning_rate(_\d+)?", op.name):
+      return op
+  return None
+
+
+def _has_lr_summary(graph: tf.Graph) -> bool:
+  return _lr_summary(graph) is not None
 
 
 class StepLoggingHook(tf.estimator.SessionRunHook):
   """Every N global steps logs loss, learning rate, examples/s and step time.
 
   One line per interval, e.g.
-  `step 200: loss=0.1834 lr=0.001 examples/s=15360.2 step_time=4.17ms`, where examples/s and
-  step time are wall-clock averages over the interval (input pipeline and hooks included).
+  `step 200: loss=0.1834 lr=0.001 examples/s=15360.2 step_time=4.17ms`, where the step is the
+  global step after the logged run (whose loss is shown), and examples/s and step time are
+  wall-clock averages over the interval (input pipeline and hooks included).
   With `output_dir` the same figures go to TensorBoard as `examples_per_sec` and
   `step_time_ms` (and `learning_rate` when the model does not summarise it itself).
   """
@@ -133,8 +145,11 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
     self._timer = tf.compat.v1.train.SecondOrStepTimer(every_steps=self._every)
     self.last_record = None  # the figures of the last logged interval, for tests and callers
 
+  def after_create_session(self, session, coord):
+    self._step = int(session.run(self._global_step))
+
   def before_run(self, run_context):
-    fetches = {"step": self._global_step}
+    fetches = {}
     if self._loss is not None:
       fetches["loss"] = self._loss
     if self._lr is not None:
@@ -142,10 +157,13 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
     return tf.compat.v1.train.SessionRunArgs(fetches)
 
   def after_run(self, run_context, run_values):
-    r = run_values.results
-    step = int(r["step"])
-    if not self._timer.should_trigger_for_step(step):
+    # The global step fetched in the same run as its increment may be read before or after
+    # it; counting runs decides the cadence, and a read after the run labels the line.
+    self._step += 1
+    if not self._timer.should_trigger_for_step(self._step):
       return
+    step = self._step = int(run_context.session.run(self._global_step))
+    r = run_values.results
     elapsed, steps = self._timer.update_last_triggered_step(step)
     record = {"step": step}
     if "loss" in r:
