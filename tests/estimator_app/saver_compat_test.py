@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from estimator_app import warm_start
+from input_fns import dataset
 from input_fns import feature_spec
 from input_fns import writer
 from model_fns import model_fn as model_fn_lib
@@ -58,15 +59,8 @@ class SaverCompatTest(tf.test.TestCase, parameterized.TestCase):
     return fn, tf.estimator.Estimator(fn, config=config, warm_start_from=warm_start_from)
 
   def _input_fn(self, m):
-    # The manifest's shards through the spec's own parser; this test is about checkpoints, so
-    # it does not depend on the tuning of input_fns/dataset.py's reader.
-    files = m.files("train")
-
-    def input_fn():
-      ds = tf.data.TFRecordDataset(files).repeat().batch(8)
-      return ds.map(m.spec.parse_batch)
-
-    return input_fn
+    return dataset.make_input_fn(m, "train", dataset.InputConfig(batch_size=8, seed=1),
+                                 training=True)
 
   @parameterized.named_parameters(("plain", {}), ("batch_norm", {"batch_norm": True}))
   def test_estimator_checkpoint_restores_in_a_plain_tf1_graph(self, hparams):
