@@ -38,12 +38,12 @@ def _write_png(fig: mpl_figure.Figure, path: str) -> str:
 def _source_style(source: str, other_sources: List[str]) -> Dict:
   if source == reporting.TRAIN:
     return dict(linestyle="-", linewidth=1.4, marker=None, zorder=2)
-  if source == "eval":
-    return dict(linestyle="--", linewidth=1.1, marker="o", markersize=6,
-                markeredgecolor="black", markeredgewidth=0.6, zorder=4)
+  if source == "eval":  # the full evaluation: drawn biggest and on top
+    return dict(linestyle="--", linewidth=1.2, marker="o", markersize=8,
+                markeredgecolor="black", markeredgewidth=0.7, zorder=4)
   marker = _EVAL_MARKERS[other_sources.index(source) % len(_EVAL_MARKERS)]
-  return dict(linestyle=":", linewidth=1.1, marker=marker, markersize=6,
-              markeredgecolor="black", markeredgewidth=0.6, zorder=3)
+  return dict(linestyle=":", linewidth=1.1, marker=marker, markersize=5,
+              markeredgecolor="black", markeredgewidth=0.5, zorder=5)
 
 
 def _panel_tags(runs: Sequence[reporting.RunScalars], patterns: Sequence[str]) -> List[str]:
@@ -61,8 +61,8 @@ def plot_curves(runs: Sequence[reporting.RunScalars], path: str,
   """Draws one panel per tag, every run and source of that tag overlaid, and writes a PNG.
 
   Colours tell runs apart; line style and markers tell sources apart (training: solid line;
-  full evaluation: circles on a dashed line; other eval sets: other markers, dotted). The
-  latest value of each evaluation curve is written next to its last point.
+  full evaluation: circles on a dashed line; other eval sets: other markers, dotted). Each
+  legend entry gives the curve's latest value and step.
 
   Args:
     runs: runs read with reporting.read_run(s).
@@ -92,16 +92,16 @@ def plot_curves(runs: Sequence[reporting.RunScalars], path: str,
         style = _source_style(s.source, other_sources)
         if s.source == reporting.TRAIN and len(s.steps) <= 3:
           style["marker"] = "."  # a line through one or two points would be invisible
-        ax.plot(s.steps, s.values, color=color, label=f"{label} ({len(s.steps)} pt{'s' if len(s.steps) != 1 else ''})", **style)
-        if s.source != reporting.TRAIN:
-          step, value = s.last()
-          ax.annotate(f"{value:.4g}", (step, value), textcoords="offset points", xytext=(5, 5),
-                      fontsize=8, color=color)
+        # The latest value goes in the legend (outside the axes): labels drawn next to the
+        # points collide as soon as two evaluations end at the same step.
+        step, value = s.last()
+        ax.plot(s.steps, s.values, color=color, label=f"{label}: {value:.4g} @ {step} "
+                f"({len(s.steps)} pt{'s' if len(s.steps) != 1 else ''})", **style)
     ax.set_title(tag, fontsize=11, loc="left", fontweight="bold")
     ax.set_xlabel("global step")
     ax.set_ylabel(tag)
     ax.grid(True, alpha=0.3)
-    ax.margins(x=0.04, y=0.1)  # room for the last-value labels inside the frame
+    ax.margins(x=0.03, y=0.06)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
   fig.suptitle(title or "Training curves: " + ", ".join(r.name for r in runs), fontsize=12)
   _write_png(fig, path)

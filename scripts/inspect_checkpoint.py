@@ -15,8 +15,9 @@ from typing import Optional
 
 from absl import flags
 
+# cli first: it quiets TensorFlow's C++ start-up logs, which must happen before TF is imported.
+from estimator_app import cli  # pylint: disable=g-bad-import-order
 from estimator_app import checkpoint_info
-from estimator_app import cli
 from estimator_app import config as config_lib
 
 _CHECKPOINT = flags.DEFINE_string(

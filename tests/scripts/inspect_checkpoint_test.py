@@ -68,20 +68,19 @@ class InspectCheckpointTest(tf.test.TestCase):
     self.assertIn(f"global step: {finished_run.TRAIN_STEPS}", proc.stdout)
     self.assertIn("total: 3 variables, 11 params, 48 B", proc.stdout)
 
-  def test_binary_bad_paths_exit_2_naming_the_path(self):
+  def test_binary_bad_path_exits_2_with_one_line_naming_it(self):
+    # One case is enough here (each costs a TensorFlow start-up); checkpoint_info_test covers
+    # the other bad paths in-process.
     work = self.create_tempdir("work")
-    work.create_file("notes.txt", "not a checkpoint")
-    for arg, message in [
-        ("missing/model.ckpt-5", f"checkpoint {work.full_path}/missing/model.ckpt-5 does not exist"),
-        ("notes.txt", f"{work.full_path}/notes.txt is not a checkpoint"),
-    ]:
-      proc = _run_binary([f"--checkpoint={arg}"], cwd=work.full_path)
-      with self.subTest(arg=arg):
-        self.assertEqual(proc.returncode, 2)
-        self.assertNotIn("Traceback", proc.stderr)
-        last = proc.stderr.strip().splitlines()[-1]
-        self.assertTrue(last.startswith("error: " + message), last)
+    notes = work.create_file("notes.txt", "not a checkpoint").full_path
 
+    proc = _run_binary(["--checkpoint=notes.txt"], cwd=work.full_path)
+
+    self.assertEqual(proc.returncode, 2)
+    self.assertNotIn("Traceback", proc.stderr)
+    self.assertEqual(proc.stderr.strip().splitlines()[-1],
+                     f"error: {notes} is not a checkpoint: expected a directory holding "
+                     "checkpoints or a checkpoint prefix PREFIX (with PREFIX.index)")
 
 if __name__ == "__main__":
   tf.test.main()
