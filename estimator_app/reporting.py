@@ -13,8 +13,10 @@ multi-element tensors (text such as `checkpoint_path`, histograms, images) are n
 are skipped.
 
 When a run was resumed, its directory holds several event files whose steps overlap. As
-TensorBoard does, a point whose step is not after the last one read for its tag drops the
-earlier points at that step and later, so the curve shows the run that actually continued.
+TensorBoard does, a restart (the SessionLog START event training writes at its first step)
+drops every point logged at that step or later by the earlier attempt; and a point whose
+step is not after the last one read for its tag replaces its tag's points from that step on.
+So each curve shows the attempt that actually continued.
 """
 
 import collections
@@ -194,6 +196,13 @@ def read_event_dir(directory: str, source: str = TRAIN) -> Dict[str, Series]:
   plugin_of: Dict[str, str] = {}
   for path in _event_files(directory):
     for event in _events(path):
+      if (event.HasField("session_log") and
+          event.session_log.status == event.session_log.START):
+        # Training (re)started at this step: what an earlier attempt logged from here on
+        # belongs to a run that was rolled back to its checkpoint.
+        for tag_points in points.values():
+          tag_points[:] = [p for p in tag_points if p[0] < event.step]
+        continue
       if not event.HasField("summary"):
         continue
       for value in event.summary.value:

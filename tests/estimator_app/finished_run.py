@@ -5,7 +5,7 @@ inspection tests depend only on what Estimator writes, not on the project's mode
 """
 
 import os
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -66,10 +66,21 @@ def train_run(model_dir: str, train_steps: int = TRAIN_STEPS,
 
 
 def write_tf1_scalars(directory: str, points: Dict[str, Sequence[Tuple[int, float]]],
-                      suffix: str = "") -> None:
-  """Writes TF1-style summaries (simple_value), as Estimator does, one event per point."""
+                      suffix: str = "", start_step: Optional[int] = None) -> None:
+  """Writes TF1-style summaries (simple_value), as Estimator does, one event per point.
+
+  Args:
+    directory: where the event file goes.
+    points: tag -> [(step, value)].
+    suffix: event file name suffix (files are read in name order).
+    start_step: first write a SessionLog START at this step, as training does when it
+      (re)starts.
+  """
   with tf.Graph().as_default():  # the TF1 writer refuses to run eagerly
     writer = tf.compat.v1.summary.FileWriter(directory, filename_suffix=suffix)
+    if start_step is not None:
+      writer.add_session_log(tf.compat.v1.SessionLog(status=tf.compat.v1.SessionLog.START),
+                             start_step)
     for tag, pts in points.items():
       for step, value in pts:
         summary = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(

@@ -54,6 +54,21 @@ class ReportingTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(loss.steps, (0, 10, 20, 30, 40, 60))
     self.assertEqual(loss.values, (1.0, 1.0, 1.0, 2.0, 2.0, 2.0))
 
+  def test_restart_drops_what_the_rolled_back_attempt_logged(self):
+    run = self.create_tempdir().full_path
+    # Killed after step 50 with its last checkpoint at 30; the restart logs its START at 31.
+    finished_run.write_tf1_scalars(run, {"loss": [(s, 1.0) for s in (1, 11, 21, 31, 41)],
+                                         "steps/sec": [(21, 5.0), (41, 5.0)]}, suffix=".a",
+                                   start_step=1)
+    finished_run.write_tf1_scalars(run, {"loss": [(51, 2.0)], "steps/sec": [(61, 7.0)]},
+                                   suffix=".b", start_step=31)
+
+    r = reporting.read_run(run)
+
+    self.assertEqual(r.get("loss").steps, (1, 11, 21, 51))
+    self.assertEqual(r.get("steps/sec").steps, (21, 61))
+    self.assertEqual(r.get("steps/sec").values, (5.0, 7.0))
+
   def test_missing_run_dir_names_the_path(self):
     missing = os.path.join(self.create_tempdir().full_path, "nope")
     with self.assertRaisesRegex(reporting.ReportError, f"{missing} does not exist"):

@@ -90,6 +90,11 @@ class TensorBoardTest(tf.test.TestCase):
     # A TF2-style source too: its values travel in tensor protos, not simple_value.
     finished_run.write_tf2_scalars(os.path.join(logdir, "eval_quick"),
                                    {"accuracy": [(10, 0.625), (30, 0.8125)]})
+    # A resumed attempt: both must drop what the rolled-back attempt logged after step 31.
+    resumed = os.path.join(logdir, "resumed")
+    finished_run.write_tf1_scalars(resumed, {"loss": [(1, 1.0), (21, 0.5), (41, 0.25)]},
+                                   suffix=".a", start_step=1)
+    finished_run.write_tf1_scalars(resumed, {"loss": [(51, 0.125)]}, suffix=".b", start_step=31)
     run = reporting.read_run(logdir)
     expected = {_tb_run(src): set(run.tags(src)) for src in run.sources()}
     self.assertGreaterEqual(expected["."], {"loss"})
@@ -109,6 +114,8 @@ class TensorBoardTest(tf.test.TestCase):
         self.assertAllClose([p[0] for p in points], series.wall_times, atol=1e-3)
     quick = self._get(f"{base}/data/plugin/scalars/scalars?run=eval_quick&tag=accuracy")
     self.assertEqual([(p[1], p[2]) for p in quick], [(10, 0.625), (30, 0.8125)])
+    resumed_loss = self._get(f"{base}/data/plugin/scalars/scalars?run=resumed&tag=loss")
+    self.assertEqual([(p[1], p[2]) for p in resumed_loss], [(1, 1.0), (21, 0.5), (51, 0.125)])
 
 
 if __name__ == "__main__":
