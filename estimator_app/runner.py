@@ -16,8 +16,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import logging
 
+from estimator_app import checkpoints
 from estimator_app import config as config_lib
+from estimator_app import early_stopping
+from estimator_app import hooks as hooks_lib
 from estimator_app import run_record
+from estimator_app import warm_start as warm_start_lib
 from input_fns import dataset
 from input_fns import digits
 from input_fns import manifest as manifest_lib
@@ -108,15 +112,22 @@ def train_input_fn(cfg: config_lib.ExperimentConfig, data: Data):
 
 
 def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
-                  split: str = splits.EVAL):
-  return dataset.make_input_fn(m, split, _input_config(cfg, False), training=False)
+                  split: str = splits.EVAL, ordered: bool = False):
+  """Every example of a split once; `ordered` reads the shards one after another, in order."""
+  input_cfg = _input_config(cfg, False)
+  if ordered:
+    input_cfg = dataclasses.replace(input_cfg, cycle_length=1)
+  return dataset.make_input_fn(m, split, input_cfg, training=False)
+
+
+def build_model_fn(cfg: config_lib.ExperimentConfig, spec):
+  return model_fn_lib.build_model_fn(cfg.model_def, cfg.hparams, spec, cfg.optimization)
 
 
 def build_estimator(cfg: config_lib.ExperimentConfig, spec,
                     warm_start: Optional[tf.estimator.WarmStartSettings] = None
                     ) -> tf.estimator.Estimator:
   """The Estimator for `cfg`'s model on data described by `spec`."""
-  model_fn = model_fn_lib.build_model_fn(cfg.model_def, cfg.hparams, spec, cfg.optimization)
   session_config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
   run_config = tf.estimator.RunConfig(
       model_dir=cfg.run.model_dir,
@@ -124,9 +135,64 @@ def build_estimator(cfg: config_lib.ExperimentConfig, spec,
       save_checkpoints_steps=cfg.run.save_checkpoints_steps,
       save_summary_steps=min(100, cfg.run.log_every_steps),
       keep_checkpoint_max=cfg.run.keep_checkpoint_max,
-      log_step_count_steps=cfg.run.log_every_steps,
+      # StepLoggingHook logs loss, learning rate, examples/s and step time instead.
+      log_step_count_steps=None,
       session_config=session_config)
-  return tf.estimator.Estimator(model_fn, config=run_config, warm_start_from=warm_start)
+  return tf.estimator.Estimator(build_model_fn(cfg, spec), config=run_config,
+                                warm_start_from=warm_start)
+
+
+def parse_profile_steps(text: str) -> Optional[Tuple[int, int]]:
+  """"START,END" -> (start, number of steps), or None for "".
+
+  Raises:
+    config_lib.ConfigError: not two integers with 0 <= START < END.
+  """
+  if not text:
+    return None
+  try:
+    start, end = (int(x) for x in text.split(","))
+  except ValueError:
+    raise config_lib.ConfigError(f"--profile_steps={text!r}: expected START,END steps") from None
+  if not 0 <= start < end:
+    raise config_lib.ConfigError(f"--profile_steps={text!r}: expected 0 <= START < END")
+  return start, end - start
+
+
+def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in
+                       ) -> Optional[tf.estimator.WarmStartSettings]:
+  """Plans the warm start, prints and saves its report (loaded/missing/mismatched variables)."""
+  if not cfg.run.warm_start_from:
+    return None
+  variables = warm_start_lib.model_variables(build_model_fn(cfg, spec), train_in)
+  return warm_start_lib.prepare_warm_start(
+      cfg.run.warm_start_from, cfg.run.model_dir, variables, cfg.run.warm_start_vars,
+      warm_start_lib.parse_name_map(cfg.run.warm_start_map), print_fn=logging.info)
+
+
+def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estimator,
+                primary_eval) -> List[tf.estimator.SessionRunHook]:
+  """Hooks around every training step: NaN guard first, logging, quick eval, profiling,
+  early stopping."""
+  is_chief = estimator.config.is_chief
+  hooks = [hooks_lib.NanGuardHook(cfg.run.model_dir, manage_checkpoints=is_chief),
+           hooks_lib.StepLoggingHook(cfg.run.log_every_steps, batch_size=cfg.data.batch_size,
+                                     output_dir=cfg.run.model_dir if is_chief else None)]
+  if cfg.run.quick_eval_steps > 0 and is_chief and estimator.config.train_distribute is None:
+    quick_batches = max(1, math.ceil(cfg.run.quick_eval_examples / cfg.data.eval_batch_size))
+    hooks.append(tf.estimator.experimental.InMemoryEvaluatorHook(
+        estimator, primary_eval, steps=quick_batches, name=QUICK_EVAL,
+        every_n_iter=cfg.run.quick_eval_steps))
+  profile = parse_profile_steps(cfg.run.profile_steps)
+  if profile and is_chief:
+    hooks.append(hooks_lib.ProfileStepsHook(cfg.run.model_dir, *profile))
+  if cfg.run.early_stopping_metric:
+    if cfg.run.early_stopping_patience_steps < 1:
+      raise config_lib.ConfigError("--early_stopping_metric needs --early_stopping_patience_steps >= 1")
+    hooks.append(early_stopping.early_stopping_hook(
+        estimator, cfg.run.early_stopping_metric, cfg.run.early_stopping_higher_is_better,
+        cfg.run.early_stopping_patience_steps))
+  return hooks
 
 
 class _EvalSetsExporter(tf.estimator.Exporter):
@@ -251,20 +317,18 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
       cfg.run.seed, cfg.run.deterministic,
       [cfg.data.data_dir] + [m.directory for m in data.eval_sets.values()], argv))
 
-  estimator = build_estimator(cfg, data.spec)
+  train_in = train_input_fn(cfg, data)
+  estimator = build_estimator(cfg, data.spec, prepare_warm_start(cfg, data.spec, train_in))
   primary_eval = eval_input_fn(cfg, data.primary)
-  hooks = []
-  if cfg.run.quick_eval_steps > 0:
-    quick_batches = max(1, math.ceil(cfg.run.quick_eval_examples / cfg.data.eval_batch_size))
-    hooks.append(tf.estimator.experimental.InMemoryEvaluatorHook(
-        estimator, primary_eval, steps=quick_batches, name=QUICK_EVAL,
-        every_n_iter=cfg.run.quick_eval_steps))
   extra = _EvalSetsExporter({name: eval_input_fn(cfg, m) for name, m in data.eval_sets.items()})
   exporters = [extra] if data.eval_sets else []
+  if cfg.run.keep_best > 0:
+    exporters.append(checkpoints.BestCheckpointExporter(
+        cfg.run.best_metric, cfg.run.best_metric_higher_is_better, keep=cfg.run.keep_best))
   eval_result, _ = tf.estimator.train_and_evaluate(
       estimator,
-      tf.estimator.TrainSpec(train_input_fn(cfg, data), max_steps=cfg.run.train_steps,
-                             hooks=hooks),
+      tf.estimator.TrainSpec(train_in, max_steps=cfg.run.train_steps,
+                             hooks=train_hooks(cfg, estimator, primary_eval)),
       tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
                             start_delay_secs=0, throttle_secs=0))
   if eval_result is None:  # resumed at or past train_steps: nothing new was evaluated

@@ -1,0 +1,88 @@
+"""The run loop end to end with its hooks and exporters wired in, on the embedded digits."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from estimator_app import checkpoints
+from estimator_app import config as config_lib
+from estimator_app import hooks
+from estimator_app import runner
+
+
+class RunnerTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "digits")
+    runner.load_dataset(cls.data_dir, create_default=True)
+
+  def _cfg(self, model_dir=None, **sections):
+    d = {"model": "dnn", "data": {"data_dir": self.data_dir},
+         "run": {"model_dir": model_dir or self.create_tempdir().full_path, "train_steps": 40,
+                 "save_checkpoints_steps": 20, "quick_eval_steps": 0, "log_every_steps": 10}}
+    for section, values in sections.items():
+      d.setdefault(section, {}).update(values)
+    return config_lib.from_dict(d, "test")
+
+  def test_early_stopping_fires_on_a_plateau(self):
+    cfg = self._cfg(optimization={"learning_rate": 1e-12},  # a plateau: weights barely move
+                    run={"train_steps": 2000, "save_checkpoints_steps": 10,
+                         "early_stopping_metric": "accuracy",
+                         "early_stopping_patience_steps": 20})
+    result = runner.train(cfg)
+    self.assertLess(result.global_step, 200)  # stopped long before 2000
+
+  def test_best_checkpoints_are_kept_apart_with_their_metrics(self):
+    cfg = self._cfg(run={"train_steps": 60, "save_checkpoints_steps": 10,
+                         "keep_checkpoint_max": 1, "keep_best": 2})
+    runner.train(cfg)
+    index = checkpoints.read_best_index(os.path.join(cfg.run.model_dir, checkpoints.BEST_DIR))
+    kept = index["checkpoints"]
+    self.assertLen(kept, 2)
+    values = [c["value"] for c in kept]
+    self.assertEqual(values, sorted(values, reverse=True))
+    # Latest-K kept only the newest checkpoint in model_dir; the best copies are restorable.
+    best = checkpoints.best_checkpoint(os.path.join(cfg.run.model_dir, checkpoints.BEST_DIR))
+    self.assertNotEmpty(tf.train.list_variables(best))
+
+  def test_warm_start_from_another_run_reports_and_loads(self):
+    source = self._cfg(run={"train_steps": 20})
+    runner.train(source)
+    target = self._cfg(run={"train_steps": 1, "save_checkpoints_steps": 1,
+                            "warm_start_from": source.run.model_dir,
+                            "warm_start_vars": "dnn/hidden_0/.*"})
+    runner.train(target)
+    with open(os.path.join(target.run.model_dir, "warm_start_report.json")) as f:
+      report = json.load(f)
+    self.assertIn("dnn/hidden_0/kernel", json.dumps(report))
+    src = tf.train.latest_checkpoint(source.run.model_dir)
+    # Step 0 of the new run starts from the source's hidden_0, not from a fresh init.
+    first = os.path.join(target.run.model_dir, "model.ckpt-0")
+    np.testing.assert_array_equal(tf.train.load_variable(first, "dnn/hidden_0/kernel"),
+                                  tf.train.load_variable(src, "dnn/hidden_0/kernel"))
+    self.assertFalse(np.array_equal(tf.train.load_variable(first, "dnn/logits/kernel"),
+                                    tf.train.load_variable(src, "dnn/logits/kernel")))
+
+  def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(self):
+    cfg = self._cfg(optimization={"learning_rate": 1e30, "optimizer": "sgd"},
+                    run={"train_steps": 50, "save_checkpoints_steps": 1})
+    with self.assertRaisesRegex(hooks.NonFiniteLossError, r"loss became (NaN|Inf) at step \d+"):
+      runner.train(cfg)
+    latest = tf.train.latest_checkpoint(cfg.run.model_dir)
+    for name, _ in tf.train.list_variables(latest):
+      value = tf.train.load_variable(latest, name)
+      if np.issubdtype(np.asarray(value).dtype, np.floating):
+        self.assertTrue(np.all(np.isfinite(value)), f"{name} in {latest}")
+
+  def test_bad_profile_steps(self):
+    with self.assertRaisesRegex(config_lib.ConfigError, "--profile_steps='9,3'"):
+      runner.parse_profile_steps("9,3")
+    self.assertEqual(runner.parse_profile_steps("5,8"), (5, 3))
+
+
+if __name__ == "__main__":
+  tf.test.main()
