@@ -40,7 +40,7 @@ class HParams:
     dropout: dropout rate on each layer's inputs, in [0, 1) (training only).
   """
   cell: str = "lstm"
-  units: Tuple[int, ...] = (64,)
+  units: Tuple[int, ...] = (128,)
   bidirectional: bool = False
   pooling: str = "last"
   embedding_dim: int = 32

@@ -20,6 +20,7 @@ from estimator_app.benchmarks import options as options_lib
 
 # name -> "module path" of a suite; imported lazily so one suite's deps don't slow another.
 _SUITES = {
+    "accuracy": "estimator_app.benchmarks.accuracy_suite",
     "input": "estimator_app.benchmarks.input_suite",
 }
 

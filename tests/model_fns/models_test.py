@@ -23,7 +23,7 @@ BATCH = 6
 TINY = {
     "linear": "embedding_dim=8,combiner=sqrtn",
     "dnn": "hidden_units=[16,8],batch_norm=true,dropout=0.1",
-    "lenet5": "filters=[4,8],dense_units=[16],dropout=0.1",
+    "lenet5": "filters=[4,8],dense_units=[16],dropout=0.1,padding=same,resize_to=0",
     "resnet": "depth=8,base_filters=4",
     "rnn": "units=[8,8],bidirectional=true,pooling=mean",
 }
@@ -201,14 +201,14 @@ class InputKindTest(tf.test.TestCase, parameterized.TestCase):
                                         mt.TOKENS_SPEC, _tiny(name), False)
 
   def test_lenet5_valid_padding_too_small_says_how_to_fix(self):
-    hp = hparams_lib.override(registry.get("lenet5").hparams_cls(), "padding=valid")
+    hp = hparams_lib.override(registry.get("lenet5").hparams_cls(), "padding=valid,resize_to=0")
     with tf.Graph().as_default():
       with self.assertRaisesRegex(layers.UnsupportedInputError, "too small.*resize_to=32"):
         registry.get("lenet5").build_logits({"image": tf.zeros([1, 8, 8, 1])}, mt.IMAGE_SPEC,
                                             hp, False)
 
-  def test_lenet5_classic_geometry(self):
-    hp = hparams_lib.override(registry.get("lenet5").hparams_cls(), "padding=valid,resize_to=32")
+  def test_lenet5_default_is_classic_geometry(self):
+    hp = registry.get("lenet5").hparams_cls()
     with tf.Graph().as_default():
       logits = registry.get("lenet5").build_logits({"image": tf.zeros([2, 8, 8, 1])},
                                                    mt.IMAGE_SPEC, hp, False)
