@@ -91,7 +91,10 @@ class ServingModel:
   train_cfg: Any = model_fn_lib.TrainConfig()
 
   def __post_init__(self):
-    object.__setattr__(self, "preprocessing", tuple(self.preprocessing))
+    chain = self.preprocessing
+    # A chain as typed ("scale,resize=32x32") or as parsed (a sequence of steps).
+    object.__setattr__(self, "preprocessing", preprocessing.parse_chain(chain)
+                       if isinstance(chain, str) else tuple(chain))
 
   def model_fn(self):
     return model_fn_lib.build_model_fn(self.model_def, self.hparams, self.spec, self.train_cfg)
@@ -441,7 +444,8 @@ def _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_r
 def garbage_collect(model_base: str, keep: int) -> List[int]:
   """Deletes all but the `keep` highest versions (and their reports); returns the deleted.
 
-  A local version is first renamed to a hidden name, so it disappears atomically.
+  A local version is first renamed to a hidden name, so it disappears atomically. Rejected
+  exports (`.rejected-<n>`) are capped the same way.
   """
   if keep < 1:
     raise ExportError(f"keep must be >= 1, got {keep}")
@@ -456,6 +460,14 @@ def garbage_collect(model_base: str, keep: int) -> List[int]:
     shutil.rmtree(hidden, ignore_errors=True)
     if os.path.exists(path + VALIDATION_SUFFIX):
       os.remove(path + VALIDATION_SUFFIX)
+  if not _is_gcs(model_base):
+    rejected = sorted(int(n[len(_REJECTED_PREFIX):]) for n in os.listdir(model_base)
+                      if n.startswith(_REJECTED_PREFIX) and n[len(_REJECTED_PREFIX):].isdigit())
+    for v in rejected[:-keep]:
+      path = os.path.join(model_base, f"{_REJECTED_PREFIX}{v}")
+      shutil.rmtree(path, ignore_errors=True)
+      if os.path.exists(path + VALIDATION_SUFFIX):
+        os.remove(path + VALIDATION_SUFFIX)
   return doomed
 
 

@@ -16,7 +16,7 @@ must send exactly the same things.
 """
 
 import os
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import tensorflow as tf

@@ -9,15 +9,16 @@ r"""Exports a checkpoint as a TF Serving model version, optionally validated and
   ./bazelw run //scripts:export -- --model_dir=runs/digits --publish_to=gs://BUCKET/models/digits
 
 The export lands in EXPORT_BASE/MODEL_NAME/<next integer version>/ (see docs/serving.md).
---model, --data_dir and --preprocessing must be what the checkpoint was trained and evaluated
-with. With --validate, every signature is checked in a fresh process against
+The model, its hparams, the optimization config, the dataset and the preprocessing chain come
+from the run's saved config (MODEL_DIR/config.json) when it has one; --model, --data_dir and
+--preprocessing override it when given (and are needed for a run without one). With --validate, every signature is checked in a fresh process against
 estimator.predict on --validate_examples eval examples; a mismatch exits with status 2 and
 the version never becomes visible.
 """
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 from absl import flags
 
@@ -40,12 +41,15 @@ _CHECKPOINT = flags.DEFINE_string(
 _BEST_METRIC = flags.DEFINE_string("best_metric", "accuracy", "Eval metric for --checkpoint=best.")
 _HIGHER_IS_BETTER = flags.DEFINE_boolean("higher_is_better", True,
                                          "Whether a larger --best_metric is better.")
-_MODEL = flags.DEFINE_string("model", registry.DEFAULT_MODEL,
-                             f"Model the checkpoint was trained as: {', '.join(registry.names())}.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "data/digits",
-                                "Dataset directory (manifest.json): feature spec and eval examples.")
+_MODEL = flags.DEFINE_string(
+    "model", None, f"Model the checkpoint was trained as: {', '.join(registry.names())} "
+    f"(default: the run's config.json, else {registry.DEFAULT_MODEL}).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Dataset directory (manifest.json): feature spec and eval examples "
+    "(default: the run's config.json, else data/digits).")
 _PREPROCESSING = flags.DEFINE_string(
-    "preprocessing", "scale", "Preprocessing chain the model was evaluated with (built into the export).")
+    "preprocessing", None, "Preprocessing chain the model was evaluated with, built into the "
+    "export (default: the run's config.json, else scale; '' for none).")
 _EXPORT_BASE = flags.DEFINE_string("export_base", "exports", "Exports go to EXPORT_BASE/MODEL_NAME/<version>.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "", "TF Serving model name (default: the dataset directory's name).")
 _VALIDATE = flags.DEFINE_boolean("validate", False,
@@ -59,16 +63,24 @@ _EXPORT_DIR = flags.DEFINE_string(
 _PUBLISH_TO = flags.DEFINE_string("publish_to", "", "gs://BUCKET/models/NAME to publish the new version to.")
 
 
+_FALLBACK_DATA_DIR = "data/digits"
+_FALLBACK_PREPROCESSING = "scale"
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportJob:
-  """What one run of //scripts:export does (flags of the same names, paths resolved)."""
+  """What one run of //scripts:export does (flags of the same names, paths resolved).
+
+  model, data_dir and preprocessing are None when not given: the run's saved config (or the
+  fallback defaults) provides them.
+  """
   model_dir: str
   checkpoint: str
   best_metric: str
   higher_is_better: bool
-  model: str
-  data_dir: str
-  preprocessing: str
+  model: Optional[str]
+  data_dir: Optional[str]
+  preprocessing: Optional[str]
   export_base: str
   model_name: str
   validate: bool
@@ -85,13 +97,13 @@ def job_from_flags() -> ExportJob:
   checkpoint = _CHECKPOINT.value
   if checkpoint not in ("latest", "best"):
     checkpoint = config_lib.resolve_path(checkpoint)
-  data_dir = config_lib.resolve_path(_DATA_DIR.value)
+  data_dir = config_lib.resolve_path(_DATA_DIR.value) if _DATA_DIR.value is not None else None
   return ExportJob(
       model_dir=model_dir, checkpoint=checkpoint, best_metric=_BEST_METRIC.value,
       higher_is_better=_HIGHER_IS_BETTER.value, model=_MODEL.value, data_dir=data_dir,
       preprocessing=_PREPROCESSING.value,
       export_base=config_lib.resolve_path(_EXPORT_BASE.value),
-      model_name=_MODEL_NAME.value or os.path.basename(os.path.normpath(data_dir)),
+      model_name=_MODEL_NAME.value,
       validate=_VALIDATE.value, validate_examples=_VALIDATE_EXAMPLES.value,
       tolerance=_TOLERANCE.value, warmup_examples=_WARMUP_EXAMPLES.value,
       export_dir=config_lib.resolve_path(_EXPORT_DIR.value) if _EXPORT_DIR.value else "",
@@ -106,12 +118,25 @@ class Outcome:
   checkpoint: str
   validation: Optional[dict]
   published: Optional[str]
+  model_name: str
 
 
-def _serving_model(job: ExportJob, m: manifest_lib.Manifest) -> export.ServingModel:
-  model_def = registry.get(job.model)
-  return export.ServingModel(model_def, model_def.hparams_cls(), m.spec,
-                             preprocessing.parse_chain(job.preprocessing), model_fn_lib.TrainConfig())
+def _serving_model(job: ExportJob) -> Tuple[export.ServingModel, manifest_lib.Manifest]:
+  """The model as the run trained it: its saved config, overridden by the flags given."""
+  saved = config_lib.load_saved(job.model_dir) if job.model_dir else None
+  name = job.model or (saved.model if saved else registry.DEFAULT_MODEL)
+  model_def = registry.get(name)
+  same_model = saved is not None and saved.model == name
+  hparams = saved.hparams if same_model else model_def.hparams_cls()
+  train_cfg = saved.optimization if saved else model_fn_lib.TrainConfig()
+  data_dir = job.data_dir or (saved.data.data_dir if saved else
+                              config_lib.resolve_path(_FALLBACK_DATA_DIR))
+  chain = job.preprocessing
+  if chain is None:
+    chain = saved.data.preprocessing if saved else _FALLBACK_PREPROCESSING
+  m = manifest_lib.read(data_dir)
+  return export.ServingModel(model_def, hparams, m.spec, preprocessing.parse_chain(chain),
+                             train_cfg), m
 
 
 def run(job: ExportJob) -> Outcome:
@@ -126,29 +151,30 @@ def run(job: ExportJob) -> Outcome:
     publish.parse_uri(job.publish_to)  # fail before the work, not after
   if job.validate and job.validate_examples < 1:
     raise export.ExportError(f"--validate_examples must be >= 1, got {job.validate_examples}")
-  m = manifest_lib.read(job.data_dir)
-  model = _serving_model(job, m)
+  model, m = _serving_model(job)
+  model_name = job.model_name or os.path.basename(os.path.normpath(m.directory))
   examples = export.read_examples(
       m, splits.EVAL, max(job.warmup_examples, job.validate_examples if job.validate else 0, 1))
 
   if job.export_dir:
-    return _validate_existing(job, model, examples)
+    return _validate_existing(job, model, examples, model_name)
 
   ckpt = export.resolve_checkpoint(job.model_dir, job.checkpoint, job.best_metric,
                                    job.higher_is_better)
   options = export.ExportOptions(
-      model_name=job.model_name, warmup_examples=job.warmup_examples,
+      model_name=model_name, warmup_examples=job.warmup_examples,
       validate_examples=job.validate_examples if job.validate else 0, tolerance=job.tolerance)
-  result = export.export_version(os.path.join(job.export_base, job.model_name), model, ckpt,
+  result = export.export_version(os.path.join(job.export_base, model_name), model, ckpt,
                                  examples, options, exporter="scripts/export")
   published = None
   if job.publish_to:
     published = publish.publish_version(result.export_dir, job.publish_to, result.version,
                                         publish.make_client())
-  return Outcome(result.export_dir, result.version, ckpt, result.validation, published)
+  return Outcome(result.export_dir, result.version, ckpt, result.validation, published, model_name)
 
 
-def _validate_existing(job: ExportJob, model: export.ServingModel, examples) -> Outcome:
+def _validate_existing(job: ExportJob, model: export.ServingModel, examples,
+                       model_name: str) -> Outcome:
   """Validates an existing export against the checkpoint it was made from."""
   if not os.path.exists(os.path.join(job.export_dir, "saved_model.pb")):
     raise export.ExportError(f"--export_dir {job.export_dir} holds no saved_model.pb")
@@ -165,7 +191,7 @@ def _validate_existing(job: ExportJob, model: export.ServingModel, examples) -> 
   serving_validation.write_report(report, path)
   if not report["passed"]:
     raise serving_validation.ValidationError(serving_validation.summary(report, path))
-  return Outcome(job.export_dir, None, ckpt, report, None)
+  return Outcome(job.export_dir, None, ckpt, report, None, model_name)
 
 
 def main(argv):
@@ -173,7 +199,7 @@ def main(argv):
   job = job_from_flags()
   out = run(job)
   if out.version is not None:
-    print(f"exported version {out.version} of {job.model_name!r} from {out.checkpoint}")
+    print(f"exported version {out.version} of {out.model_name!r} from {out.checkpoint}")
     print(f"  {out.export_dir}")
     print(f"  signatures: {', '.join(export.SIGNATURES)}")
   if out.validation is not None:

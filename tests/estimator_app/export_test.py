@@ -110,6 +110,22 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     self.assertEqual(third.version, 3)
     self.assertEqual(sorted(os.listdir(base)), ["2", "3"])
 
+  def test_garbage_collect_caps_versions_and_rejected_exports(self):
+    base = self._base()
+    for name in ("1", "2", "3", ".rejected-4", ".rejected-5"):
+      os.makedirs(os.path.join(base, name))
+      with open(os.path.join(base, name + ".validation.json"), "w") as f:
+        f.write("{}")
+    self.assertEqual(export.garbage_collect(base, keep=2), [1])
+    self.assertCountEqual(os.listdir(base), ["2", "2.validation.json", "3", "3.validation.json",
+                                             ".rejected-4", ".rejected-4.validation.json",
+                                             ".rejected-5", ".rejected-5.validation.json"])
+    export.garbage_collect(base, keep=1)
+    self.assertCountEqual(os.listdir(base), ["3", "3.validation.json", ".rejected-5",
+                                             ".rejected-5.validation.json"])
+    with self.assertRaisesRegex(export.ExportError, "keep must be >= 1"):
+      export.garbage_collect(base, keep=0)
+
   @parameterized.named_parameters(*_parity_models())
   def test_parity_with_estimator_predict(self, name):
     if name == "dnn":

@@ -14,6 +14,7 @@ from absl.testing import flagsaver
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from estimator_app import config as config_lib
 from estimator_app import export
 from estimator_app import publish
 from input_fns import errors
@@ -29,10 +30,14 @@ class ExportScriptTest(tf.test.TestCase):
     cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     cls.data_dir = os.path.join(cls.root, "digits")
     m = testlib.write_digits(cls.data_dir)
-    # The script builds the model with its default hparams, so train exactly that.
-    model_def = testlib.registry.get("dnn")
-    cls.model = export.ServingModel(model_def, model_def.hparams_cls(), m.spec, ("scale",))
+    # A run like the training app makes: non-default hparams, its config.json beside the
+    # checkpoints, evaluations in eval/.
+    cls.model = testlib.serving_model("dnn", m)
     cls.model_dir = os.path.join(cls.root, "run")
+    config_lib.save(config_lib.ExperimentConfig(
+        model="dnn", hparams=cls.model.hparams,
+        data=config_lib.DataConfig(data_dir=cls.data_dir, preprocessing="scale"),
+        run=config_lib.RunSettings(model_dir=cls.model_dir)))
     est = tf.estimator.Estimator(cls.model.model_fn(), model_dir=cls.model_dir,
                                  config=tf.estimator.RunConfig(tf_random_seed=1,
                                                                save_checkpoints_steps=10))
@@ -46,8 +51,8 @@ class ExportScriptTest(tf.test.TestCase):
   def _job(self, **overrides):
     job = export_script.ExportJob(
         model_dir=self.model_dir, checkpoint="latest", best_metric="accuracy",
-        higher_is_better=True, model="dnn", data_dir=self.data_dir, preprocessing="scale",
-        export_base=self.create_tempdir().full_path, model_name="digits", validate=False,
+        higher_is_better=True, model=None, data_dir=None, preprocessing=None,
+        export_base=self.create_tempdir().full_path, model_name="", validate=False,
         validate_examples=8, tolerance=1e-5, warmup_examples=2, export_dir="", publish_to="")
     return dataclasses.replace(job, **overrides)
 
@@ -58,17 +63,23 @@ class ExportScriptTest(tf.test.TestCase):
         job = export_script.job_from_flags()
     self.assertEqual((job.model_dir, job.data_dir, job.export_base),
                      ("/home/u/runs/x", "/home/u/data/mnist", "/home/u/out"))
-    self.assertEqual((job.checkpoint, job.model_name, job.validate), ("best", "mnist", True))
+    self.assertEqual((job.checkpoint, job.model_name, job.validate), ("best", "", True))
+    self.assertEqual((job.model, job.preprocessing), (None, None))  # from the run's config.json
     with flagsaver.flagsaver(checkpoint="runs/x/model.ckpt-5", model_name="m"):
       with mock.patch.dict(os.environ, {"BUILD_WORKING_DIRECTORY": "/home/u"}):
         job = export_script.job_from_flags()
     self.assertEqual((job.checkpoint, job.model_name), ("/home/u/runs/x/model.ckpt-5", "m"))
+    with flagsaver.flagsaver(model="rnn", preprocessing=""):
+      job = export_script.job_from_flags()
+    self.assertEqual((job.model, job.preprocessing, job.data_dir), ("rnn", "", None))
 
   def test_exports_latest_best_and_given_checkpoints_with_validation(self):
     job = self._job(validate=True)
     out = export_script.run(job)
-    self.assertEqual(out.version, 1)
+    self.assertEqual((out.version, out.model_name), (1, "digits"))  # named after the dataset
     self.assertEqual(out.export_dir, os.path.join(job.export_base, "digits", "1"))
+    meta = export.read_metadata(out.export_dir)
+    self.assertEqual((meta["hparams"]["hidden_units"], meta["preprocessing"]), ([16], ["scale"]))
     self.assertEqual(out.checkpoint, tf.train.latest_checkpoint(self.model_dir))
     self.assertTrue(out.validation["passed"])
     with open(out.export_dir + ".validation.json") as f:
@@ -94,8 +105,7 @@ class ExportScriptTest(tf.test.TestCase):
     made = export_script.run(self._job(preprocessing=""))  # the wrong chain, not validated
     proc = subprocess.run(
         [sys.executable, "-m", "scripts.export", "--validate", f"--export_dir={made.export_dir}",
-         f"--model_dir={self.model_dir}", f"--data_dir={self.data_dir}", "--preprocessing=scale",
-         "--validate_examples=8"],
+         f"--model_dir={self.model_dir}", "--validate_examples=8"],
         env=testlib.child_env(), capture_output=True, text=True, timeout=600, check=False)
     self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
     errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
@@ -111,9 +121,21 @@ class ExportScriptTest(tf.test.TestCase):
     with self.assertRaisesRegex(publish.PublishError, "gs://BUCKET/models/NAME"):
       export_script.run(self._job(publish_to="s3://x/y"))
     with self.assertRaisesRegex(export.ExportError, "holds no checkpoint"):
-      export_script.run(self._job(model_dir=self.create_tempdir().full_path))
+      export_script.run(self._job(model_dir=self.create_tempdir().full_path,
+                                  data_dir=self.data_dir))
     with self.assertRaisesRegex(errors.UserInputError, "unknown model"):
       export_script.run(self._job(model="nope"))
+
+  def test_a_run_without_config_needs_the_flags(self):
+    bare = self.create_tempdir().full_path  # the checkpoints only, no config.json
+    ckpt = tf.train.latest_checkpoint(self.model_dir)
+    for path in tf.io.gfile.glob(ckpt + ".*"):
+      tf.io.gfile.copy(path, os.path.join(bare, os.path.basename(path)))
+    job = self._job(model_dir=bare, checkpoint=os.path.join(bare, os.path.basename(ckpt)),
+                    data_dir=self.data_dir)
+    # Default dnn hparams are not what this checkpoint was trained with: a clear user error.
+    with self.assertRaisesRegex(export.ExportError, r"does not match model 'dnn'.*hidden_0/kernel"):
+      export_script.run(job)
 
   def test_publishes_the_new_version(self):
     with testlib.GcsEmulator() as emulator, \
