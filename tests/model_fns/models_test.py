@@ -1,6 +1,7 @@
 """The models x modes matrix: every registered model, through the shared model_fn builder, in
-TRAIN / EVAL / PREDICT, on every input kind it reads. Also batch-norm updates, checkpoint
-compatibility between the TRAIN and EVAL graphs, and per-model hparam checks."""
+TRAIN / EVAL / PREDICT, on every input kind it reads. Also batch-norm updates, mixed
+precision, checkpoint compatibility between the TRAIN and EVAL graphs, and per-model hparam
+checks."""
 
 import os
 
@@ -140,12 +141,42 @@ class BatchNormTest(tf.test.TestCase, parameterized.TestCase):
       self.assertNotAllClose(b, c, msg=f"train_op did not move {v.name}")
 
 
+class MixedPrecisionTest(tf.test.TestCase, parameterized.TestCase):
+  """Models build their layers without explicit dtypes, so the builder's mixed policy makes
+  them compute in 16 bits while the logits they return stay float32."""
+
+  @parameterized.named_parameters(
+      *[(f"{n}_{k}_{p}", n, k, p) for n, k in mt.model_kinds((fs.IMAGE, fs.TOKENS))
+        for p in ("float16", "bfloat16") if p == "float16" or k == fs.IMAGE])
+  def test_trains_in_16_bits(self, name, kind, precision):
+    spec = mt.SPECS[kind]
+    features, labels = mt.make_batch(spec, BATCH)
+    d = registry.get(name)
+    with tf.Graph().as_default() as g:
+      f, l = mt.to_tensors(features, labels)
+      model_fn = model_fn_lib.build_model_fn(d, _tiny(name), spec,
+                                             model_fn_lib.TrainConfig(precision=precision))
+      est = mt.call_model_fn(model_fn, f, l, TRAIN)
+      dtype = tf.as_dtype(precision)
+      products = [op for op in g.get_operations() if op.name.startswith(f"{name}/")
+                  and op.type in ("MatMul", "Conv2D") and op.outputs[0].dtype == dtype]
+      self.assertNotEmpty(products, f"no {precision} MatMul/Conv2D in {name}")
+      self.assertEqual(est.predictions["logits"].dtype, tf.float32)
+      kernels = [v for v in tf.compat.v1.trainable_variables() if v.op.name.startswith(name)]
+      self.assertTrue(all(v.dtype.base_dtype == tf.float32 for v in kernels))
+      with self.session() as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        losses = [sess.run([est.loss, est.train_op])[0] for _ in range(3)]
+    self.assertTrue(np.all(np.isfinite(losses)), losses)
+
+
 class CheckpointTest(tf.test.TestCase, parameterized.TestCase):
-  """A checkpoint written by the TRAIN graph restores into the EVAL and PREDICT graphs with a
-  plain tf.compat.v1.train.Saver: same variable names in every mode."""
+  """A checkpoint written by the TRAIN graph restores into the PREDICT graph (what EVAL and
+  serving build too: training=False) with a plain tf.compat.v1.train.Saver: same variable
+  names in every mode."""
 
   @parameterized.named_parameters(*[(f"{n}_{k}", n, k) for n, k in mt.model_kinds()])
-  def test_train_checkpoint_restores_in_eval(self, name, kind):
+  def test_train_checkpoint_restores_in_predict(self, name, kind):
     spec = mt.SPECS[kind]
     features, labels = mt.make_batch(spec, BATCH)
     path = os.path.join(self.create_tempdir().full_path, "model.ckpt")
@@ -158,20 +189,24 @@ class CheckpointTest(tf.test.TestCase, parameterized.TestCase):
         sess.run(tf.compat.v1.global_variables_initializer())
         sess.run(est.train_op)
         tf.compat.v1.train.Saver().save(sess, path)
-    for mode in (EVAL, PREDICT):
-      with tf.Graph().as_default():
-        f, l = mt.to_tensors(features, labels)
-        est = mt.call_model_fn(_model_fn(name, spec), f, None if mode == PREDICT else l, mode)
-        names = {v.op.name for v in tf.compat.v1.global_variables()
-                 if v.op.name.startswith(f"{name}/")}
-        self.assertContainsSubset(trainable, names)
-        self.assertContainsSubset(names, train_names)
         model_vars = [v for v in tf.compat.v1.global_variables()
                       if v.op.name.startswith(f"{name}/")]
-        with self.session() as sess:
-          tf.compat.v1.train.Saver(var_list=model_vars).restore(sess, path)
-          logits = sess.run(est.predictions["logits"] if mode == PREDICT else est.loss)
-          self.assertTrue(np.all(np.isfinite(logits)))
+        saved = dict(zip((v.op.name for v in model_vars), sess.run(model_vars)))
+    with tf.Graph().as_default():
+      f, _ = mt.to_tensors(features, labels)
+      est = mt.call_model_fn(_model_fn(name, spec), f, None, PREDICT)
+      model_vars = [v for v in tf.compat.v1.global_variables()
+                    if v.op.name.startswith(f"{name}/")]
+      names = {v.op.name for v in model_vars}
+      self.assertContainsSubset(trainable, names)
+      self.assertContainsSubset(names, train_names)
+      with self.session() as sess:
+        tf.compat.v1.train.Saver(var_list=model_vars).restore(sess, path)
+        restored = sess.run(model_vars)
+        logits = sess.run(est.predictions["logits"])
+    self.assertTrue(np.all(np.isfinite(logits)))
+    for v, value in zip(model_vars, restored):
+      self.assertAllEqual(value, saved[v.op.name], msg=v.op.name)
 
 
 class HParamsChecksTest(parameterized.TestCase):
