@@ -236,3 +236,23 @@ def image_spec(height: int, width: int, channels: int, label_names: Sequence[str
       kind=IMAGE,
       label_names=tuple(label_names),
       value_range=value_range)
+
+
+def vector_spec(dim: int, label_names: Sequence[str], name: str = "vector") -> FeatureSpec:
+  """The spec of a dataset of [dim] float32 feature vectors (e.g. numeric CSV columns)."""
+  return FeatureSpec(
+      features=(Feature(name, "float32", (dim,), "float_list"),),
+      input_key=name,
+      kind=VECTOR,
+      label_names=tuple(label_names))
+
+
+def token_spec(max_length: int, vocab_size: int, label_names: Sequence[str],
+               name: str = "tokens") -> FeatureSpec:
+  """The spec of a text dataset: [max_length] int64 token ids, 0 = padding, 1 = unknown."""
+  return FeatureSpec(
+      features=(Feature(name, "int64", (max_length,), "int64_list"),),
+      input_key=name,
+      kind=TOKENS,
+      label_names=tuple(label_names),
+      vocab_size=vocab_size)

@@ -1,8 +1,10 @@
 """`manifest.json`: what a dataset directory holds, so nobody iterates a dataset to learn it.
 
 Per split: example count and each shard's file name, count, byte size and sha256; plus the
-feature spec, label names, source and writer version. Written last by the writer: a directory
-without a manifest is not a finished dataset.
+feature spec, label names, source, assets (files beside the shards, e.g. a vocabulary), the
+dataset's fingerprint (what the writer was asked to write; a rerun compares it) and the
+writer version. Written last by the writer: a directory without a manifest is not a finished
+dataset.
 """
 
 import dataclasses
@@ -17,7 +19,7 @@ from input_fns import errors
 from input_fns import feature_spec as fs
 
 FILENAME = "manifest.json"
-WRITER_VERSION = 1
+WRITER_VERSION = 2
 
 
 class ManifestError(errors.UserInputError):
@@ -34,13 +36,26 @@ class Shard:
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
-  """A parsed manifest; `directory` is where it was read from."""
+  """A parsed manifest; `directory` is where it was read from.
+
+  Attributes:
+    directory: the dataset directory (local path or gs:// URL).
+    spec: the feature spec every shard was encoded with.
+    splits: split name -> its shards, in index order.
+    compression: "" or "GZIP".
+    source: where the examples came from (format, input paths, options).
+    writer_version: WRITER_VERSION of the writer that wrote it.
+    fingerprint: sha256 of everything that determines the shards' bytes ("" if unknown).
+    assets: role -> file name beside the shards, e.g. {"vocab": "vocab.txt"}.
+  """
   directory: str
   spec: fs.FeatureSpec
   splits: Mapping[str, Tuple[Shard, ...]]
   compression: str  # "" or "GZIP"
   source: Mapping[str, Any]
   writer_version: int = WRITER_VERSION
+  fingerprint: str = ""
+  assets: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   def count(self, split: str) -> int:
     return sum(s.count for s in self.shards(split))
@@ -57,9 +72,21 @@ class Manifest:
   def path(self) -> str:
     return os.path.join(self.directory, FILENAME)
 
+  def asset_path(self, role: str) -> str:
+    """The path of an asset such as "vocab".
+
+    Raises:
+      ManifestError: the dataset has no such asset.
+    """
+    if role not in self.assets:
+      raise ManifestError(f"{self.path}: no {role!r} asset; it has {sorted(self.assets)}")
+    return os.path.join(self.directory, self.assets[role])
+
   def to_json_dict(self) -> Dict[str, Any]:
     return {
         "writer_version": self.writer_version,
+        "fingerprint": self.fingerprint,
+        "assets": dict(self.assets),
         "source": dict(self.source),
         "compression": self.compression,
         "feature_spec": self.spec.to_json_dict(),
@@ -69,6 +96,9 @@ class Manifest:
                    "shards": [dataclasses.asdict(s) for s in shards]}
             for name, shards in self.splits.items()},
     }
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_json_dict(), indent=2, sort_keys=True) + "\n"
 
   def verify(self, split: str) -> None:
     """Checks each shard's size and sha256 against the manifest.
@@ -108,23 +138,61 @@ def read(directory: str) -> Manifest:
   if not tf.io.gfile.exists(path):
     raise ManifestError(f"{path} not found: {directory} is not a dataset directory "
                         f"(make one with //scripts:make_tfrecords)")
+  with tf.io.gfile.GFile(path) as f:
+    return parse(f.read(), directory)
+
+
+def parse(text: str, directory: str) -> Manifest:
+  """Parses the text of `directory`'s manifest.json (read by whatever client reached it).
+
+  Raises:
+    ManifestError: the text is malformed (the message names the manifest's path).
+  """
+  path = os.path.join(directory, FILENAME)
   try:
-    with tf.io.gfile.GFile(path) as f:
-      d = json.load(f)
+    d = json.loads(text)
     splits = {name: tuple(Shard(**s) for s in v["shards"]) for name, v in d["splits"].items()}
     for name, v in d["splits"].items():
       if sum(s.count for s in splits[name]) != v["count"]:
         raise ManifestError(f"{path}: split {name!r} count {v['count']} != sum of its shards")
     return Manifest(directory=directory, spec=fs.FeatureSpec.from_json_dict(d["feature_spec"]),
                     splits=splits, compression=d.get("compression", ""),
-                    source=d.get("source", {}), writer_version=d.get("writer_version", 0))
-  except (json.JSONDecodeError, KeyError, TypeError, fs.SpecError) as e:
+                    source=d.get("source", {}), writer_version=d.get("writer_version", 0),
+                    fingerprint=d.get("fingerprint", ""), assets=d.get("assets", {}))
+  except (json.JSONDecodeError, KeyError, TypeError, AttributeError, fs.SpecError) as e:
     raise ManifestError(f"{path} is malformed: {type(e).__name__}: {e}") from e
 
 
 def write(m: Manifest) -> None:
   """Writes the manifest atomically (temporary name, then rename)."""
+  if "://" not in m.directory:
+    atomic_write(m.path, m.to_json().encode())
+    return
   tmp = m.path + ".tmp"
   with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(m.to_json_dict(), f, indent=2, sort_keys=True)
+    f.write(m.to_json())
   tf.io.gfile.rename(tmp, m.path, overwrite=True)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+  """Writes a local file so that readers see either nothing or all of `data`, durably.
+
+  The bytes go to a hidden temporary name in the same directory, are fsynced, then renamed
+  over `path`; the directory is fsynced so the rename survives a power cut.
+  """
+  directory, name = os.path.split(path)
+  tmp = os.path.join(directory, f".{name}.tmp")
+  with open(tmp, "wb") as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  fsync_dir(directory)
+
+
+def fsync_dir(directory: str) -> None:
+  fd = os.open(directory or ".", os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)

@@ -22,6 +22,7 @@ from estimator_app.benchmarks import options as options_lib
 _SUITES = {
     "accuracy": "estimator_app.benchmarks.accuracy_suite",
     "input": "estimator_app.benchmarks.input_suite",
+    "write": "estimator_app.benchmarks.write_suite",
 }
 
 _SUITE = flags.DEFINE_string("suite", "all", "Comma-separated suites, or 'all'.")
