@@ -17,17 +17,23 @@ import os
 import random
 import threading
 import time
+import warnings
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
-import requests
-import urllib3
-from google.api_core import exceptions as api_exceptions
-from google.auth import credentials as auth_credentials
-from google.auth import exceptions as auth_exceptions
-from google.cloud import storage
-from google.cloud.storage import exceptions as storage_exceptions
+# google-api-core warns at import, on every command, that it will drop Python 3.11 in 2027;
+# the project pins 3.11 on purpose, so the warning only hides what the user needs to read.
+warnings.filterwarnings("ignore", category=FutureWarning,
+                        module=r"google\.api_core\._python_version_support")
 
-from input_fns import errors
+import requests  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import urllib3  # pylint: disable=g-import-not-at-top
+from google.api_core import exceptions as api_exceptions  # pylint: disable=g-import-not-at-top
+from google.auth import credentials as auth_credentials  # pylint: disable=g-import-not-at-top
+from google.auth import exceptions as auth_exceptions  # pylint: disable=g-import-not-at-top
+from google.cloud import storage  # pylint: disable=g-import-not-at-top
+from google.cloud.storage import exceptions as storage_exceptions  # pylint: disable=g-import-not-at-top
+
+from input_fns import errors  # pylint: disable=g-import-not-at-top
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 SCHEME = "gs://"

@@ -182,11 +182,16 @@ def atomic_write(path: str, data: bytes) -> None:
   """
   directory, name = os.path.split(path)
   tmp = os.path.join(directory, f".{name}.tmp")
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.lexists(tmp):
+      os.remove(tmp)
+    raise
   fsync_dir(directory)
 
 

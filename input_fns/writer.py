@@ -38,12 +38,14 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import mmap
 import multiprocessing
 import os
 import queue
 import re
 import shutil
 import signal
+import struct
 import tempfile
 import time
 import traceback
@@ -70,6 +72,7 @@ _SHARD_RE = re.compile(r"^[\w.]+-\d{5}-of-\d{5}\.tfrecord(\.gz)?$")
 _CHUNK = 1024  # examples loaded, encoded and reported at a time by a worker...
 _CHUNK_BYTES = 16 << 20  # ...or fewer, so that a chunk of big examples stays this small
 _UPLOAD_THREADS = 4
+_COUNTER = struct.Struct("q")
 
 
 class WriterError(errors.UserInputError):
@@ -236,8 +239,8 @@ def _worker(job: _Job, next_task, lock, results, parent_pid: int) -> None:
   encoder = records.ExampleEncoder(job.source.spec)
   while True:
     with lock:
-      i = next_task.value
-      next_task.value = i + 1
+      (i,) = _COUNTER.unpack_from(next_task)
+      _COUNTER.pack_into(next_task, 0, i + 1)
     if i >= len(job.tasks):
       return
     task = job.tasks[i]
@@ -251,7 +254,7 @@ def _worker(job: _Job, next_task, lock, results, parent_pid: int) -> None:
       return
     except OSError as e:
       results.put(("error", i, f"cannot write shard {os.path.join(job.directory, task.name)}: "
-                               f"{e.strerror or e}"))
+                               f"{e.strerror or e}; finished shards are kept, rerun to complete"))
       return
     except BaseException:  # pylint: disable=broad-except
       results.put(("crash", i, traceback.format_exc()))
@@ -274,7 +277,8 @@ def _run_workers(job: _Job, workers: int, progress: progress_lib.Progress,
     RuntimeError: a worker crashed (a bug; carries its traceback).
   """
   ctx = multiprocessing.get_context("fork")
-  next_task = ctx.Value("q", 0, lock=False)
+  # The next task's index, in anonymous shared memory (no backing file, unlike ctx.Value).
+  next_task = mmap.mmap(-1, 8)
   lock = ctx.Lock()
   results = ctx.Queue()
   procs = [ctx.Process(target=_worker, args=(job, next_task, lock, results, os.getpid()),
@@ -326,6 +330,7 @@ def _run_workers(job: _Job, workers: int, progress: progress_lib.Progress,
         p.terminate()
         p.join()
     results.close()
+    next_task.close()
   return done
 
 
@@ -603,10 +608,18 @@ def _write_local(output_dir: str, source: base.Source, options: WriteOptions,
     local.remove_dataset(tasks)
     finished = True  # nothing of this dataset remains: drop its state too
     raise
+  except OSError as e:  # disk full, quota, permissions: finished shards stay for a rerun
+    raise WriterError(_os_error_message(output_dir, e)) from None
   finally:
     if not finished:
       local.remove_temporaries()
     local.release(remove_state=finished)
+
+
+def _os_error_message(where: str, e: OSError) -> str:
+  path = f" ({e.filename})" if e.filename else ""
+  return (f"cannot write to {where}: {e.strerror or e}{path}; finished shards are kept, rerun "
+          f"to complete")
 
 
 def default_staging_dir(url: str) -> str:
@@ -718,6 +731,8 @@ def _write_gcs(url: str, source: base.Source, options: WriteOptions, tasks: Sequ
         folder.delete(t.name)
     finished = True
     raise
+  except OSError as e:
+    raise WriterError(_os_error_message(f"staging dir {local.directory}", e)) from None
   finally:
     uploader.close()
     if not finished:

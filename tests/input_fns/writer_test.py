@@ -4,6 +4,7 @@ refusing other datasets, and leaving nothing behind on bad records."""
 import fcntl
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -301,6 +302,24 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
                                        "train-00000-of-00002.tfrecord"])
     m = writer.write(d, _Source(), writer.WriteOptions(num_shards=2))
     self.assertEqual(m.count("train") + m.count("eval"), 120)
+
+  def test_failing_disk_is_a_clear_error_and_leaves_no_partial_file(self):
+    d = self._dir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Like a full disk: writing past 2,000 bytes of one file fails (EFBIG; Python ignores
+    # SIGXFSZ, and the forked workers inherit both the limit and that).
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, hard))
+    try:
+      with self.assertRaisesRegex(writer.WriterError,
+                                  "cannot write shard .*: File too large; finished shards are kept"):
+        writer.write(d, _Source(n=400), writer.WriteOptions(num_shards=2))
+    finally:
+      resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    self.assertEqual(_shard_files(d), [])
+    state = os.path.join(d, writer.WRITING_DIR)
+    self.assertEqual([f for f in os.listdir(state) if f.endswith(".tmp")], [])
+    m = writer.write(d, _Source(n=400), writer.WriteOptions(num_shards=2))
+    m.verify("train")
 
   @parameterized.named_parameters(
       ("no_shards", dict(num_shards=0), r"--num_shards must be in \[1, 99999\], got 0"),
