@@ -395,9 +395,9 @@ class _LocalDir:
     if self._lock_fd is not None:
       os.close(self._lock_fd)
       self._lock_fd = None
-    if self._created_dir and remove_state:
+    if remove_state and (self._created_dir or self._private):
       try:
-        os.rmdir(self.directory)  # only if this run created it and left nothing
+        os.rmdir(self.directory)  # only if it is empty
       except OSError:
         pass
 
@@ -737,9 +737,9 @@ def _write_gcs(url: str, source: base.Source, options: WriteOptions, tasks: Sequ
     uploader.close()
     if not finished:
       local.remove_temporaries()
+    if finished:  # only what this writer put there: --staging_dir may hold other files
+      local.remove_dataset(tasks)
     local.release(remove_state=finished)
-    if finished:
-      shutil.rmtree(local.directory, ignore_errors=True)
 
 
 def write_dataset(output_dir: str, spec: fs.FeatureSpec,

@@ -210,6 +210,14 @@ class GcsWriterTest(tf.test.TestCase):
       emu.stop()
       os.environ.pop(gcs.EMULATOR_ENV, None)
 
+  def test_staging_dir_keeps_files_that_are_not_the_writers(self):
+    with testutil.emulator() as emu:
+      emu.create_bucket("bkt")
+      staging = self.create_tempdir().full_path
+      open(os.path.join(staging, "mine.txt"), "w").write("keep me")
+      writer.write("gs://bkt/t", _Source(), writer.WriteOptions(staging_dir=staging))
+      self.assertEqual(os.listdir(staging), ["mine.txt"])
+
   def test_another_dataset_is_refused(self):
     with testutil.emulator() as emu:
       emu.create_bucket("bkt")
