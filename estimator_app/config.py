@@ -22,6 +22,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
+from estimator_app.paths import resolve_path  # pylint: disable=unused-import (re-exported)
 from input_fns import errors
 from model_fns import hparams as hparams_lib
 from model_fns import model_fn as model_fn_lib
@@ -248,18 +249,6 @@ def apply_hparams(cfg: ExperimentConfig, text: str) -> ExperimentConfig:
       cfg,
       hparams=_section(cfg.hparams, ",".join(model_part), "--hparams"),
       optimization=_section(cfg.optimization, ",".join(opt_part), "--hparams"))
-
-
-def resolve_path(path: str, base: Optional[str] = None) -> str:
-  """Makes a user path absolute against where the user typed the command.
-
-  `bazel run` executes in the runfiles tree; it exports the user's directory as
-  BUILD_WORKING_DIRECTORY. Remote paths (gs://...) and empty strings are returned unchanged.
-  """
-  if not path or "://" in path or os.path.isabs(path):
-    return path
-  base = base or os.environ.get("BUILD_WORKING_DIRECTORY") or os.getcwd()
-  return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
 
 
 def _resolve_list(spec: str, sep: str, base: Optional[str]) -> str:

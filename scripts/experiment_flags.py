@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence
 from absl import flags
 
 from estimator_app import config as config_lib
+from estimator_app import paths
 from model_fns import hparams as hparams_lib
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
@@ -87,7 +88,7 @@ def config_from_flags(base_dir: Optional[str] = None) -> config_lib.ExperimentCo
   """
   cfg = config_lib.ExperimentConfig()
   if CONFIG.value:
-    cfg = config_lib.load_file(config_lib.resolve_path(CONFIG.value, base_dir), cfg)
+    cfg = config_lib.load_file(paths.resolve_path(CONFIG.value, base_dir), cfg)
   overrides = {section: {name: holder.value for name, holder in holders.items() if holder.present}
                for section, holders in SECTION_FLAGS.items()}
   overrides = {k: v for k, v in overrides.items() if v}

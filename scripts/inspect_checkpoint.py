@@ -18,7 +18,7 @@ from absl import flags
 # cli first: it quiets TensorFlow's C++ start-up logs, which must happen before TF is imported.
 from estimator_app import cli  # pylint: disable=g-bad-import-order
 from estimator_app import checkpoint_info
-from estimator_app import config as config_lib
+from estimator_app import paths
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A model_dir (latest checkpoint), a checkpoint prefix, or a checkpoint file.")
@@ -49,7 +49,7 @@ def config_from_flags() -> InspectConfig:
   if not _CHECKPOINT.value:
     raise checkpoint_info.CheckpointError(
         "--checkpoint is required: a model_dir, a checkpoint prefix or a checkpoint file")
-  return InspectConfig(checkpoint=config_lib.resolve_path(_CHECKPOINT.value),
+  return InspectConfig(checkpoint=paths.resolve_path(_CHECKPOINT.value),
                        as_json=_JSON.value, variables=_VARIABLES.value)
 
 

@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 from absl import flags
 
 from estimator_app import cli
-from estimator_app import config as config_lib
+from estimator_app import paths
 from estimator_app import plots
 from estimator_app import reporting
 
@@ -74,9 +74,9 @@ def config_from_flags() -> ReportConfig:
   """
   if not _RUNS.value:
     raise reporting.ReportError("--runs is required: comma-separated run directories")
-  output = config_lib.resolve_path(_OUTPUT.value)
-  csv = config_lib.resolve_path(_CSV.value) if _CSV.value else os.path.splitext(output)[0] + ".csv"
-  return ReportConfig(runs=tuple(config_lib.resolve_path(r) for r in _RUNS.value), output=output,
+  output = paths.resolve_path(_OUTPUT.value)
+  csv = paths.resolve_path(_CSV.value) if _CSV.value else os.path.splitext(output)[0] + ".csv"
+  return ReportConfig(runs=tuple(paths.resolve_path(r) for r in _RUNS.value), output=output,
                       csv=csv, tags=tuple(_TAGS.value or reporting.DEFAULT_TAGS),
                       title=_TITLE.value)
 

@@ -14,6 +14,7 @@ from absl import flags
 
 from estimator_app import cli
 from estimator_app import config as config_lib
+from estimator_app import paths
 from estimator_app import runner
 from scripts import experiment_flags
 
@@ -38,7 +39,7 @@ def summary(cfg: config_lib.ExperimentConfig, result: runner.RunResult) -> str:
 
 def main(argv):
   cfg = experiment_flags.config_from_flags()
-  default_data = config_lib.resolve_path(config_lib.DataConfig().data_dir)
+  default_data = paths.resolve_path(config_lib.DataConfig().data_dir)
   result = runner.train(cfg, fresh=_FRESH.value,
                         create_default_data=cfg.data.data_dir == default_data, argv=argv)
   print("\n" + summary(cfg, result))

@@ -51,6 +51,24 @@ def _header_size(path: str) -> Tuple[int, int]:
     raise ImageDirError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
 
 
+def read_image(path: str, shape: Tuple[int, int, int]) -> np.ndarray:
+  """Decodes one image file to uint8 pixels of `shape` (H, W, C), resizing bilinearly if needed.
+
+  The writer and //scripts:predict both use it, so an image is turned into pixels the same way
+  at training and at inference.
+
+  Raises:
+    ImageDirError: the file cannot be decoded (naming it), or C is not 1 or 3.
+  """
+  height, width, channels = shape
+  if channels not in (1, 3):
+    raise ImageDirError(f"{path}: images need 1 or 3 channels, the model expects {channels}")
+  img = _decode(path, channels)
+  if img.size != (width, height):
+    img = img.resize((width, height), Image.BILINEAR)
+  return np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
+
+
 class ImageDirSource(base.Source):
   """Records are (relative path, label); workers decode them."""
 
@@ -64,15 +82,14 @@ class ImageDirSource(base.Source):
     del split
     rel, label = record
     path = os.path.join(self._root, rel)
-    img = _decode(path, self._channels)
-    if img.size != (self._width, self._height):
-      if not self._resize:
-        raise ImageDirError(f"{path}: image is {img.size[1]}x{img.size[0]} (HxW), the first "
+    shape = (self._height, self._width, self._channels)
+    if not self._resize:
+      height, width = _header_size(path)
+      if (height, width) != shape[:2]:
+        raise ImageDirError(f"{path}: image is {height}x{width} (HxW), the first "
                             f"image is {self._height}x{self._width}; pass --image_size=H,W to "
                             f"resize all images to one size")
-      img = img.resize((self._width, self._height), Image.BILINEAR)
-    pixels = np.asarray(img, dtype=np.uint8).reshape(self._height, self._width, self._channels)
-    return {"image": pixels}, label
+    return {"image": read_image(path, shape)}, label
 
   def describe(self, split, record):
     return os.path.join(self._root, record[0])

@@ -1,0 +1,56 @@
+r"""Batch inference with a trained checkpoint over TFRecords or an image folder, to JSONL or CSV.
+
+  ./bazelw run //scripts:predict -- --model_dir=runs/digits --output=/tmp/predictions.jsonl
+  ./bazelw run //scripts:predict -- --model_dir=runs/digits --data_dir=data/other --split=eval \
+      --output=/tmp/predictions.csv
+  ./bazelw run //scripts:predict -- --model_dir=runs/digits --images=path/to/pngs --output=p.csv
+
+The model, its hyperparameters and preprocessing come from model_dir/config.json.
+"""
+
+from absl import flags
+
+from estimator_app import cli
+from estimator_app import config as config_lib
+from estimator_app import paths
+from estimator_app import evaluation
+from estimator_app import prediction
+from input_fns import errors
+from input_fns import manifest as manifest_lib
+from scripts import run_flags
+
+_IMAGES = flags.DEFINE_string("images", None, "A folder of PNG/JPEG images instead of TFRecords.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file: .jsonl or .csv.")
+_FORMAT = flags.DEFINE_string("format", "", "jsonl or csv (default: from --output's extension).")
+
+
+def run(model_dir: str, checkpoint: str, data_dir, split: str, images, output: str, fmt: str) -> int:
+  """Predicts and writes the rows; returns how many."""
+  cfg = config_lib.load_saved(model_dir)
+  if cfg is None:
+    raise errors.UserInputError(f"--model_dir {model_dir} has no {config_lib.CONFIG_FILENAME}: "
+                                "not a run made by //scripts:train")
+  fmt = prediction.output_format(output, fmt)
+  prefix = evaluation.resolve_checkpoint(model_dir, checkpoint)
+  if images:
+    spec = manifest_lib.read(cfg.data.data_dir).spec
+    rows = prediction.predict_images(cfg, spec, prediction.list_images(images), prefix)
+  else:
+    rows = prediction.predict_records(cfg, manifest_lib.read(data_dir or cfg.data.data_dir),
+                                      split, prefix)
+  return prediction.write_rows(rows, output, fmt)
+
+
+def main(argv):
+  del argv
+  if not _OUTPUT.value:
+    raise errors.UserInputError("--output is required (a .jsonl or .csv file)")
+  output = paths.resolve_path(_OUTPUT.value)
+  images = paths.resolve_path(_IMAGES.value) if _IMAGES.value else None
+  n = run(run_flags.model_dir(), run_flags.checkpoint(), run_flags.data_dir(),
+          run_flags.SPLIT.value, images, output, _FORMAT.value)
+  print(f"wrote {n} predictions to {output}")
+
+
+if __name__ == "__main__":
+  cli.run(main)
