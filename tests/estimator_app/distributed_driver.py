@@ -1,0 +1,152 @@
+"""A tiny training process for the distribution and preemption tests.
+
+Runs one task (local, or the task TF_CONFIG names) of a dnn on a digits dataset through
+tf.estimator.train_and_evaluate, wired the way the runner wires estimator_app.distribution
+and estimator_app.preemption: validated TF_CONFIG, strategies and session config in the
+RunConfig, per-worker input sharding, the preemption hook, exports only on the chief.
+
+  python distributed_driver.py '{"data_dir": ..., "model_dir": ..., "train_steps": 40, ...}'
+
+It prints one line `RESULT {json}` when it finishes (task, global_step, eval metrics).
+"""
+
+import json
+import os
+import sys
+import time
+
+import tensorflow as tf
+
+from estimator_app import distribution
+from estimator_app import preemption
+from input_fns import dataset
+from input_fns import errors
+from input_fns import manifest as manifest_lib
+from model_fns import model_fn as model_fn_lib
+from model_fns import registry
+
+DEFAULTS = dict(train_steps=40, batch_size=32, save_checkpoints_steps=20, learning_rate=0.1,
+                optimizer="sgd", strategy="default", devices="", seed=1, step_sleep_secs=0.0,
+                max_worker_delay_secs=0, session_timeout_secs=60, scale_learning_rate=False,
+                xla=False, precision="float32")
+
+
+class _SleepHook(tf.estimator.SessionRunHook):
+  """Makes each step slow enough for a test to signal the process mid-run."""
+
+  def __init__(self, secs):
+    self._secs = secs
+
+  def after_run(self, run_context, run_values):
+    time.sleep(self._secs)
+
+
+class _FirstStepHook(tf.estimator.SessionRunHook):
+  """Remembers the global step training started from (a resumed run starts past 0)."""
+
+  def __init__(self):
+    self.first_step = None
+
+  def after_create_session(self, session, coord):
+    self.first_step = int(session.run(tf.compat.v1.train.get_global_step()))
+
+
+class _EvaluatedSteps(tf.estimator.SessionRunHook):
+  """Collects the global step of every checkpoint evaluated through the EvalSpec."""
+
+  def __init__(self):
+    self.steps = []
+
+  def after_create_session(self, session, coord):
+    self.steps.append(int(session.run(tf.compat.v1.train.get_global_step())))
+
+
+class _ExportMarker(tf.estimator.Exporter):
+  """Records which task ran the exporters (the tests check only the chief does)."""
+
+  @property
+  def name(self):
+    return "marker"
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+    tf.io.gfile.makedirs(export_path)
+    path = os.path.join(export_path, f"{os.getpid()}.json")
+    with tf.io.gfile.GFile(path, "w") as f:
+      json.dump({"task": json.loads(os.environ.get("TF_CONFIG", "{}")).get("task"), "checkpoint": checkpoint_path,
+                 "final": bool(is_the_final_export)}, f)
+    return path
+
+
+def run(args):
+  task = distribution.current_task()  # validated before anything starts
+  dcfg = distribution.DistributionConfig(
+      strategy=args["strategy"], devices=args["devices"],
+      scale_learning_rate=args["scale_learning_rate"], xla=args["xla"],
+      max_worker_delay_secs=args["max_worker_delay_secs"],
+      session_timeout_secs=args["session_timeout_secs"])
+  strategies = distribution.make_strategies(dcfg, task)
+  train_distribute = strategies[0]
+  distribution.check_batch_size(args["batch_size"], train_distribute)
+  tf.keras.utils.set_random_seed(args["seed"])
+
+  m = manifest_lib.read(args["data_dir"])
+  num_workers, worker_index = distribution.per_worker_input(task, train_distribute)
+  train_input = dataset.make_input_fn(m, "train", dataset.InputConfig(
+      batch_size=args["batch_size"], shuffle_buffer=0, seed=args["seed"],
+      num_workers=num_workers, worker_index=worker_index), training=True)
+  eval_input = dataset.make_input_fn(m, "eval", dataset.InputConfig(batch_size=256),
+                                     training=False)
+  model_def = registry.get("dnn")
+  train_cfg = model_fn_lib.TrainConfig(
+      optimizer=args["optimizer"], precision=args["precision"],
+      learning_rate=distribution.learning_rate(args["learning_rate"], dcfg, train_distribute))
+  model_fn = model_fn_lib.build_model_fn(model_def, model_def.hparams_cls(), m.spec, train_cfg)
+  run_config = tf.estimator.RunConfig(
+      model_dir=args["model_dir"], tf_random_seed=args["seed"],
+      save_checkpoints_steps=args["save_checkpoints_steps"], log_step_count_steps=10,
+      **distribution.run_config_kwargs(dcfg, task, strategies))
+  estimator = tf.estimator.Estimator(model_fn, config=run_config)
+
+  hooks = [preemption.PreemptionHook(args["model_dir"],
+                                     is_chief=distribution.writes_outputs(task))]
+  first = _FirstStepHook()
+  hooks.append(first)
+  if args["step_sleep_secs"]:
+    hooks.append(_SleepHook(args["step_sleep_secs"]))
+  local = task is None
+  evaluated = _EvaluatedSteps()
+  exporters = [_ExportMarker()] if local else []  # in a cluster the chief exports at the end
+  result = tf.estimator.train_and_evaluate(
+      estimator,
+      tf.estimator.TrainSpec(train_input, max_steps=args["train_steps"], hooks=hooks),
+      tf.estimator.EvalSpec(eval_input, steps=None, exporters=exporters, hooks=[evaluated],
+                            **distribution.eval_spec_timing(task)))
+  metrics = None
+  if local:
+    metrics = result[0]
+  elif task.is_chief:
+    metrics, _ = distribution.final_evaluate_and_export(estimator, eval_input, [_ExportMarker()])
+  out = {"task": task.name if task else "local",
+         "global_step": int(estimator.get_variable_value("global_step"))
+         if tf.train.latest_checkpoint(args["model_dir"]) else None,
+         "metrics": {k: float(v) for k, v in (metrics or {}).items()
+                     if k in ("loss", "accuracy", "global_step")},
+         "first_step": first.first_step,
+         "evaluated": evaluated.steps,
+         "num_replicas": distribution.num_replicas(train_distribute)}
+  return out
+
+
+def main(argv):
+  args = dict(DEFAULTS)
+  args.update(json.loads(argv[1]))
+  try:
+    print("RESULT " + json.dumps(run(args)), flush=True)
+  except errors.UserInputError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  main(sys.argv)

@@ -1,0 +1,296 @@
+"""//scripts:local_cluster: real multi-process TF_CONFIG clusters on 127.0.0.1.
+
+Launcher mechanics run over a stand-in task script (fast); real clusters run the distribution
+test driver (parameter servers + evaluator; multi_worker_mirrored) and the real
+scripts/train.py entry point, the way users run it.
+"""
+
+import glob
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import tensorflow as tf
+
+from estimator_app import distribution
+from estimator_app import runner
+from scripts import local_cluster
+from tests.estimator_app import distributed_driver
+
+# scripts/train.py comes with //scripts:local_cluster_lib (its data) in the runfiles too.
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TRAIN_PY = os.path.join(_REPO, "scripts", "train.py")
+
+# A stand-in task: prints its role, writes its pid, then behaves as TASK_BEHAVIOUR says.
+_FAKE_TASK = textwrap.dedent("""
+    import json, os, signal, sys, time
+    task = json.loads(os.environ["TF_CONFIG"])["task"]
+    name = f"{task['type']}:{task['index']}"
+    with open(os.path.join(sys.argv[1], name.replace(":", "_") + ".pid"), "w") as f:
+        f.write(str(os.getpid()))
+    print(f"hello from {name}", flush=True)
+    behaviour = json.loads(sys.argv[2]).get(name, "ok")
+    if task["type"] == "ps" or behaviour == "hang":
+        time.sleep(3600)
+    if behaviour == "ignore_sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(3600)
+    if behaviour == "fail":
+        print("something broke", flush=True)
+        sys.exit(3)
+    time.sleep(0.5)
+    """)
+
+
+def _alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  try:  # a zombie is not alive
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().split(")")[-1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+def _eval_steps(eval_dir):
+  """Global steps with an accuracy value in the event files of `eval_dir`."""
+  steps = set()
+  for path in glob.glob(os.path.join(eval_dir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      if any(v.tag == "accuracy" for v in event.summary.value):
+        steps.add(event.step)
+  return steps
+
+
+class LauncherTest(tf.test.TestCase):
+  """The launcher's own behaviour over stand-in tasks."""
+
+  def setUp(self):
+    super().setUp()
+    self.dir = self.create_tempdir().full_path
+    self.script = os.path.join(self.dir, "task.py")
+    with open(self.script, "w") as f:
+      f.write(_FAKE_TASK)
+
+  def _run(self, behaviour=None, **kwargs):
+    cfg = local_cluster.LaunchConfig(
+        train_args=(self.dir, json.dumps(behaviour or {})), train_script=self.script,
+        **dict(dict(workers=2, ps=1, grace_secs=5, timeout_secs=60), **kwargs))
+    out = io.StringIO()
+    start = time.monotonic()
+    code = local_cluster.run_cluster(cfg, out)
+    return code, out.getvalue(), time.monotonic() - start
+
+  def _pids(self):
+    pids = {}
+    for path in glob.glob(os.path.join(self.dir, "*.pid")):
+      with open(path) as f:
+        pids[os.path.basename(path)[:-4].replace("_", ":")] = int(f.read())
+    return pids
+
+  def test_generated_tf_configs_are_valid_and_ports_distinct(self):
+    ports = local_cluster.free_ports(5)
+    self.assertLen(set(ports), 5)
+    cluster = local_cluster.cluster_spec(2, 2, ports)
+    configs = local_cluster.task_configs(cluster, evaluator=True)
+    self.assertEqual([n for n, _ in configs],
+                     ["ps:0", "ps:1", "chief:0", "worker:0", "worker:1", "evaluator:0"])
+    for name, text in configs:
+      task = distribution.parse_tf_config(text)
+      self.assertEqual(task.name, name)
+      self.assertEqual(task.num_workers, 3)
+    self.assertNotIn("ps", local_cluster.cluster_spec(1, 0, ports[:2]))
+
+  def test_success_streams_prefixed_logs_and_stops_the_ps(self):
+    code, out, _ = self._run()
+    self.assertEqual(code, 0, out)
+    for name in ("chief:0", "worker:0", "worker:1", "evaluator:0", "ps:0"):
+      self.assertIn(f"[{name}] hello from {name}\n", out)
+    self.assertRegex(out, r"exit codes: ps:0=-15, chief:0=0, worker:0=0, worker:1=0, "
+                          r"evaluator:0=0; ok")
+    self.assertFalse(any(_alive(p) for p in self._pids().values()))
+
+  def test_a_failing_task_tears_everything_down(self):
+    code, out, took = self._run({"worker:1": "fail", "chief:0": "hang", "evaluator:0": "hang"})
+    self.assertEqual(code, local_cluster.EXIT_TASK_FAILED, out)
+    self.assertIn("[worker:1] something broke", out)
+    self.assertIn("worker:1 exited with code 3; stopping the other tasks", out)
+    self.assertLess(took, 30)
+    pids = self._pids()
+    self.assertLen(pids, 5)
+    self.assertFalse(any(_alive(p) for p in pids.values()))
+
+  def test_timeout_and_sigkill_after_grace(self):
+    code, out, took = self._run({"chief:0": "ignore_sigterm"}, timeout_secs=3, grace_secs=1)
+    self.assertEqual(code, local_cluster.EXIT_TIMEOUT, out)
+    self.assertIn("chief:0 still running 1 s after SIGTERM: SIGKILL", out)
+    self.assertLess(took, 20)
+    self.assertFalse(any(_alive(p) for p in self._pids().values()))
+
+  def test_interrupting_the_launcher_stops_every_task(self):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(
+        [sys.executable, local_cluster.__file__, "--workers=1", "--ps=1", "--grace_secs=5",
+         f"--train_script={self.script}", "--", self.dir,
+         json.dumps({"chief:0": "hang", "worker:0": "hang", "evaluator:0": "hang"})],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+      deadline = time.monotonic() + 60
+      while len(self._pids()) < 4:
+        self.assertLess(time.monotonic(), deadline, "tasks did not start")
+        time.sleep(0.1)
+      proc.send_signal(signal.SIGINT)
+      out, _ = proc.communicate(timeout=60)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+    self.assertEqual(proc.returncode, local_cluster.EXIT_INTERRUPTED, out)
+    self.assertIn("SIGINT: stopping every task", out)
+    self.assertFalse(any(_alive(p) for p in self._pids().values()))
+
+
+class ClusterTrainingTest(tf.test.TestCase):
+  """Real clusters of the distribution test driver (the runner's wiring in miniature)."""
+
+  def setUp(self):
+    super().setUp()
+    self.root = self.create_tempdir().full_path
+    self.data_dir = os.path.join(self.root, "digits")
+    runner.load_dataset(self.data_dir, create_default=True)
+
+  def _cluster(self, workers, ps, evaluator, **args):
+    model_dir = os.path.join(self.root, "run")
+    run = dict(data_dir=self.data_dir, model_dir=model_dir, train_steps=60,
+               save_checkpoints_steps=20)
+    run.update(args)
+    cfg = local_cluster.LaunchConfig(
+        train_args=(json.dumps(run),), train_script=distributed_driver.__file__,
+        workers=workers, ps=ps, evaluator=evaluator, timeout_secs=150, grace_secs=10)
+    out = io.StringIO()
+    start = time.monotonic()
+    code = local_cluster.run_cluster(cfg, out)
+    took = time.monotonic() - start
+    text = out.getvalue()
+    results = {m.group(1): json.loads(m.group(2))
+               for m in re.finditer(r"^\[([a-z]+:\d)\] RESULT (.*)$", text, re.M)}
+    print(f"cluster workers={workers} ps={ps} evaluator={evaluator}: {took:.1f} s")
+    return code, text, results, model_dir
+
+  def test_parameter_server_cluster_with_evaluator(self):
+    code, out, results, model_dir = self._cluster(workers=1, ps=1, evaluator=True)
+    self.assertEqual(code, 0, out[-5000:])
+    self.assertRegex(out, r"exit codes: ps:0=-15, chief:0=0, worker:0=0, evaluator:0=0; ok")
+    self.assertEqual(set(results), {"chief:0", "worker:0", "evaluator:0"})
+    # Asynchronous steps of two trainers: the last one may overshoot train_steps by one.
+    self.assertBetween(results["chief:0"]["global_step"], 60, 61)
+    ckpt = tf.train.latest_checkpoint(model_dir)
+    self.assertBetween(int(ckpt.rsplit("-", 1)[1]), 60, 61)
+    # The evaluator evaluated, and last the final checkpoint; its events are in model_dir/eval.
+    evaluated = results["evaluator:0"]["evaluated"]
+    self.assertNotEmpty(evaluated)
+    self.assertGreaterEqual(evaluated[-1], 60)
+    self.assertGreaterEqual(max(_eval_steps(os.path.join(model_dir, "eval"))), 60)
+    # Only the chief exported (once, at the end), and it has the final metrics.
+    markers = glob.glob(os.path.join(model_dir, "export", "marker", "*.json"))
+    self.assertLen(markers, 1)
+    with open(markers[0]) as f:
+      marker = json.load(f)
+    self.assertEqual(marker["task"], {"type": "chief", "index": 0})
+    self.assertTrue(marker["final"])
+    self.assertGreater(results["chief:0"]["metrics"]["accuracy"], 0.5)
+    self.assertEqual(results["worker:0"]["metrics"], {})
+    # The worker trained too (its own part of the data), it did not wait for the chief's end.
+    self.assertEqual(results["worker:0"]["first_step"] is not None, True)
+
+  def test_multi_worker_mirrored_two_workers(self):
+    code, out, results, model_dir = self._cluster(
+        workers=1, ps=0, evaluator=False, strategy="multi_worker_mirrored")
+    self.assertEqual(code, 0, out[-5000:])
+    self.assertEqual(results["chief:0"]["num_replicas"], 2)
+    self.assertEqual(results["worker:0"]["num_replicas"], 2)
+    # Synchronous: exactly train_steps global steps, on both workers.
+    self.assertEqual(results["chief:0"]["global_step"], 60)
+    self.assertEqual(tf.train.latest_checkpoint(model_dir), os.path.join(model_dir,
+                                                                         "model.ckpt-60"))
+    self.assertGreater(results["chief:0"]["metrics"]["accuracy"], 0.5)
+
+  def test_strategy_that_does_not_fit_the_cluster_stops_it(self):
+    # multi_worker_mirrored refuses a cluster with ps tasks: every task fails at once with
+    # its one-line error, and the launcher tears the rest down.
+    code, out, _, _ = self._cluster(workers=1, ps=1, evaluator=False,
+                                    strategy="multi_worker_mirrored")
+    self.assertEqual(code, local_cluster.EXIT_TASK_FAILED)
+    self.assertIn("error: --strategy=multi_worker_mirrored all-reduces between workers", out)
+
+
+class TrainEntryPointTest(tf.test.TestCase):
+  """The real entry point, scripts/train.py, as users run it (distribution flags wired)."""
+
+  def setUp(self):
+    super().setUp()
+    self.root = self.create_tempdir().full_path
+    self.data_dir = os.path.join(self.root, "digits")
+    runner.load_dataset(self.data_dir, create_default=True)
+    self.model_dir = os.path.join(self.root, "run")
+
+  def _flags(self, **extra):
+    flags = dict(data_dir=self.data_dir, model_dir=self.model_dir, model="dnn", train_steps=60,
+                 save_checkpoints_steps=20, batch_size=32, log_every_steps=20,
+                 max_worker_delay_secs=0, session_timeout_secs=120)
+    flags.update(extra)
+    return tuple(f"--{k}={v}" for k, v in flags.items())
+
+  def test_train_py_parameter_server_cluster_with_evaluator(self):
+    cfg = local_cluster.LaunchConfig(
+        train_args=self._flags(strategy="parameter_server"), train_script=_TRAIN_PY,
+        workers=1, ps=1, evaluator=True, timeout_secs=170, grace_secs=10)
+    out = io.StringIO()
+    code = local_cluster.run_cluster(cfg, out)
+    text = out.getvalue()
+    self.assertEqual(code, 0, text[-8000:])
+    self.assertRegex(text, r"exit codes: ps:0=-15, chief:0=0, worker:0=0, evaluator:0=0; ok")
+    ckpt = tf.train.latest_checkpoint(self.model_dir)
+    self.assertBetween(int(ckpt.rsplit("-", 1)[1]), 60, 61)
+    self.assertGreaterEqual(max(_eval_steps(os.path.join(self.model_dir, "eval"))), 60)
+    self.assertIn("[chief:0] eval accuracy:", text)
+    # Exports, when the run makes them, are SavedModels written by the chief alone.
+    for path in glob.glob(os.path.join(self.model_dir, "export", "*", "*")):
+      if os.path.basename(path).isdigit():
+        self.assertTrue(os.path.exists(os.path.join(path, "saved_model.pb")), path)
+
+  def test_train_py_multi_worker_mirrored(self):
+    cfg = local_cluster.LaunchConfig(
+        train_args=self._flags(strategy="multi_worker_mirrored", export="false"),
+        train_script=_TRAIN_PY, workers=1, ps=0, evaluator=False, timeout_secs=170,
+        grace_secs=10)
+    out = io.StringIO()
+    code = local_cluster.run_cluster(cfg, out)
+    self.assertEqual(code, 0, out.getvalue()[-8000:])
+    self.assertEqual(tf.train.latest_checkpoint(self.model_dir),
+                     os.path.join(self.model_dir, "model.ckpt-60"))
+
+  def test_train_py_rejects_a_malformed_tf_config_in_one_line(self):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TF_CPP_MIN_LOG_LEVEL="2",
+               TF_CONFIG=json.dumps({"cluster": {"chief": ["127.0.0.1:1"],
+                                                 "evaluator": ["127.0.0.1:2"]},
+                                     "task": {"type": "chief", "index": 0}}))
+    proc = subprocess.run([sys.executable, _TRAIN_PY, *self._flags()], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    self.assertLen(errors, 1, proc.stderr[-3000:])
+    self.assertIn('TF_CONFIG lists "evaluator" in "cluster"', errors[0])
+    self.assertNotIn("Traceback", proc.stderr)
+    self.assertFalse(os.path.exists(self.model_dir))  # nothing started
+
+
+if __name__ == "__main__":
+  tf.test.main()
