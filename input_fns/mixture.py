@@ -136,6 +136,15 @@ def read_sources(sources: Sequence[Source]) -> Tuple[Tuple[manifest_lib.Manifest
   return pairs
 
 
+def read_eval_sets(eval_sets: Sequence[EvalSet]) -> Tuple[Tuple[str, manifest_lib.Manifest], ...]:
+  """Reads each eval set's manifest: ((name, manifest), ...) as make_eval_input_fns takes it.
+
+  Raises:
+    manifest_lib.ManifestError: a directory holds no dataset.
+  """
+  return tuple((e.name, manifest_lib.read(e.directory)) for e in eval_sets)
+
+
 def check_compatible(manifests: Sequence[manifest_lib.Manifest]) -> None:
   """Refuses datasets that cannot share one parser, preprocessing chain and model.
 

@@ -36,6 +36,7 @@ from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import options as options_lib
 from input_fns import dataset
 from input_fns import feature_spec as fs
+from input_fns import fixed_frames
 from input_fns import manifest as manifest_lib
 from input_fns import preprocessing
 from input_fns import writer
@@ -205,6 +206,8 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
   ratios = {
       "tfrecord_input_fn / in_memory_tensors":
           med["input/tfrecord_input_fn"] / med["input/in_memory_tensors"],
+      "tfrecord_input_fn / dnn train_steps":
+          med["input/tfrecord_input_fn"] / med["dnn/train_steps"],
       f"tfrecord_input_fn / fastest model train_steps ({fastest}; goal >= 10)":
           med["input/tfrecord_input_fn"] / med[f"{fastest}/train_steps"],
       f"tfrecord_input_fn / fastest model estimator_train ({fastest_est})":
@@ -213,6 +216,6 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
           med["input/tfrecord_input_fn_cached"] / med[f"{fastest}/train_steps"],
       "examples": n,
       "batch_size": BATCH,
-      "fixed_record_bytes": dataset.fixed_record_bytes(m, "train"),
+      "fixed_record_bytes": fixed_frames.record_bytes(m, "train"),
   }
   return figures, ratios

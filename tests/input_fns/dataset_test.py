@@ -96,28 +96,6 @@ class ReadBackTest(InputFnTestBase):
     self.assertEqual(collections.Counter(k for k, _ in got), collections.Counter(list(expected)))
     self.assertEqual(dict(got), expected)
 
-  def test_fixed_frame_path_is_taken_only_when_records_have_one_size(self):
-    m, _ = self.write(_IMAGE)
-    self.assertEqual(dataset.fixed_record_bytes(m, "eval"), m.shards("eval")[0].bytes // m.shards("eval")[0].count)
-    self.assertIsNone(dataset.fixed_record_bytes(self.write(_IMAGE, compression="GZIP")[0], "eval"))
-    self.assertIsNone(dataset.fixed_record_bytes(self.write(_TOKENS)[0], "eval"))
-    many = fs.image_spec(4, 3, 1, [str(i) for i in range(200)])
-    self.assertIsNone(dataset.fixed_record_bytes(self.write(many, labels=list(range(50)))[0], "eval"))
-
-  def test_fixed_frame_reader_checks_every_length_field(self):
-    m, _ = self.write(_IMAGE, n=12, num_shards=1)
-    stride = dataset.fixed_record_bytes(m, "eval")
-    path = m.files("eval")[0]
-    data = bytearray(_read_bytes(path))
-    data[5 * stride] += 1  # the sixth record's length field
-    with open(path, "wb") as f:
-      f.write(bytes(data))
-    segments, _ = dataset._fixed_segments(m, "eval", [path], stride, 4)  # pylint: disable=protected-access
-    reader = segments.flat_map(
-        lambda *s: dataset._read_fixed(s, stride, 4))  # pylint: disable=protected-access
-    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, path):
-      list(reader)
-
   def test_eval_order_is_deterministic(self):
     m, _ = self.write(n=40)
     cfg = dataset.InputConfig(batch_size=7, read_chunk_bytes=_SMALL_CHUNKS)

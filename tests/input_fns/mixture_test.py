@@ -85,6 +85,13 @@ class CompatibilityTest(tf.test.TestCase):
     self.assertEqual([m.directory for m, _ in pairs], [a, b])
     self.assertEqual([w for _, w in pairs], [0.25, 0.75])
 
+  def test_read_eval_sets(self):
+    spec = fs.image_spec(2, 2, 1, ["a", "b"])
+    a, b = self._write(spec, n=4), self._write(spec, n=6)
+    got = mixture.read_eval_sets(mixture.parse_eval_sets(f"small={a},large={b}"))
+    self.assertEqual([(name, m.directory, m.count("train")) for name, m in got],
+                     [("small", a, 4), ("large", b, 6)])
+
   def test_incompatible_specs_name_both_directories(self):
     a = self._write(fs.image_spec(2, 2, 1, ["a", "b"]))
     b = self._write(fs.image_spec(3, 2, 1, ["a", "b"]))
