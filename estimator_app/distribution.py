@@ -4,9 +4,13 @@ Strategies (`DistributionConfig.strategy`, one flag `--strategy`):
 
   default                No tf.distribute strategy. Without TF_CONFIG: one device. With a
                          TF_CONFIG cluster that has parameter servers: the Estimator's own
-                         between-graph training (same as parameter_server).
-  mirrored               One machine, synchronous: one replica per GPU (`num_gpus`), or per
-                         device listed in `devices`; gradients are all-reduced every step.
+                         between-graph training (same as parameter_server); a chief alone
+                         (maybe with an evaluator) trains on its own.
+  mirrored               One machine without TF_CONFIG, synchronous: one replica per GPU
+                         (`num_gpus`), or per device listed in `devices`; gradients are
+                         all-reduced every step. (Under TF_CONFIG, even a chief alone, use
+                         multi_worker_mirrored: the Estimator gives a strategy the cluster,
+                         which MirroredStrategy refuses.)
   multi_worker_mirrored  Several machines, synchronous: chief + workers from TF_CONFIG, each
                          with its local GPUs, collective all-reduce over gRPC; no ps.
   parameter_server       Several machines, asynchronous: the chief and workers each run their
@@ -89,7 +93,8 @@ class DistributionConfig:
 
   Attributes:
     strategy: default (one device; with a TF_CONFIG cluster that has ps tasks, asynchronous
-      parameter-server training), mirrored (synchronous, the GPUs of one machine),
+      parameter-server training), mirrored (synchronous, the GPUs of one machine without
+      TF_CONFIG),
       multi_worker_mirrored (synchronous, chief + workers of TF_CONFIG, collective
       all-reduce) or parameter_server (asynchronous, chief + workers + ps of TF_CONFIG).
       batch_size is always global: the examples of one global step.
@@ -338,14 +343,19 @@ def check(cfg: DistributionConfig, task: Optional[ClusterTask]) -> None:
   if task is None:
     return
   if s == "mirrored":
+    # Under TF_CONFIG the Estimator hands a strategy the cluster, and MirroredStrategy refuses
+    # one (even a chief alone); multi_worker_mirrored uses each machine's GPUs the same way.
     raise DistributionError(
-        "--strategy=mirrored is for one machine but TF_CONFIG describes a cluster; use "
-        "--strategy=multi_worker_mirrored (no ps) or parameter_server (with ps)")
+        "--strategy=mirrored is for one machine without TF_CONFIG, but TF_CONFIG is set; use "
+        "--strategy=multi_worker_mirrored (also for a one-machine job that sets TF_CONFIG) or "
+        "parameter_server (with ps)")
   if s == "multi_worker_mirrored" and task.num_ps:
     raise DistributionError(
         "--strategy=multi_worker_mirrored all-reduces between workers and uses no parameter "
         "servers, but TF_CONFIG lists ps tasks; drop them or use --strategy=parameter_server")
-  if s in ("default", "parameter_server") and not task.num_ps:
+  # A chief alone (a one-machine job of a training service, maybe with an evaluator) needs
+  # no ps; several trainers without a strategy share variables only through ps tasks.
+  if (s == "parameter_server" or (s == "default" and task.num_workers > 1)) and not task.num_ps:
     raise DistributionError(
         f"--strategy={s} in a TF_CONFIG cluster keeps variables on parameter servers, but "
         f"the cluster lists no ps task; add ps tasks or use --strategy=multi_worker_mirrored")

@@ -27,6 +27,7 @@ from model_fns import registry
 
 DEFAULTS = dict(train_steps=40, batch_size=32, save_checkpoints_steps=20, learning_rate=0.1,
                 optimizer="sgd", strategy="default", devices="", seed=1, step_sleep_secs=0.0,
+                step_sleep_task="",
                 max_worker_delay_secs=0, session_timeout_secs=60, scale_learning_rate=False,
                 xla=False, precision="float32")
 
@@ -41,14 +42,19 @@ class _SleepHook(tf.estimator.SessionRunHook):
     time.sleep(self._secs)
 
 
-class _FirstStepHook(tf.estimator.SessionRunHook):
-  """Remembers the global step training started from (a resumed run starts past 0)."""
+class _StepsHook(tf.estimator.SessionRunHook):
+  """Remembers the global step training started from (a resumed run starts past 0) and how
+  many steps this process ran."""
 
   def __init__(self):
     self.first_step = None
+    self.steps_run = 0
 
   def after_create_session(self, session, coord):
     self.first_step = int(session.run(tf.compat.v1.train.get_global_step()))
+
+  def after_run(self, run_context, run_values):
+    self.steps_run += 1
 
 
 class _EvaluatedSteps(tf.estimator.SessionRunHook):
@@ -109,9 +115,11 @@ def run(args):
 
   hooks = [preemption.PreemptionHook(args["model_dir"],
                                      is_chief=distribution.writes_outputs(task))]
-  first = _FirstStepHook()
+  first = _StepsHook()
   hooks.append(first)
-  if args["step_sleep_secs"]:
+  sleeps = not args["step_sleep_task"] or (task is not None and
+                                           task.task_type == args["step_sleep_task"])
+  if args["step_sleep_secs"] and sleeps:
     hooks.append(_SleepHook(args["step_sleep_secs"]))
   local = task is None
   evaluated = _EvaluatedSteps()
@@ -132,6 +140,8 @@ def run(args):
          "metrics": {k: float(v) for k, v in (metrics or {}).items()
                      if k in ("loss", "accuracy", "global_step")},
          "first_step": first.first_step,
+         "steps_run": first.steps_run,
+         "input_part": [num_workers, worker_index],
          "evaluated": evaluated.steps,
          "num_replicas": distribution.num_replicas(train_distribute)}
   return out

@@ -117,7 +117,8 @@ class StrategyCheckTest(parameterized.TestCase):
   @parameterized.named_parameters(
       ("mwms_without_cluster", "multi_worker_mirrored", None, "needs a cluster"),
       ("ps_without_cluster", "parameter_server", None, "needs a cluster"),
-      ("mirrored_in_cluster", "mirrored", CLUSTER, "is for one machine"),
+      ("mirrored_in_cluster", "mirrored", CLUSTER, "is for one machine without TF_CONFIG"),
+      ("mirrored_chief_alone", "mirrored", {"chief": ["h:1"]}, "one-machine job"),
       ("mwms_with_ps", "multi_worker_mirrored", CLUSTER, "lists ps tasks"),
       ("ps_without_ps", "parameter_server", {"chief": ["h:1"], "worker": ["h:2"]},
        "lists no ps task"),
@@ -141,6 +142,13 @@ class StrategyCheckTest(parameterized.TestCase):
     with self.assertRaisesRegex(distribution.DistributionError, "machine has 0 GPU"):
       distribution.make_strategies(distribution.DistributionConfig(strategy="mirrored",
                                                                    num_gpus=2))
+
+  def test_a_chief_alone_needs_no_ps(self):
+    alone = _task("chief", cluster={"chief": ["h:1"]})
+    for strategy in ("default", "multi_worker_mirrored"):
+      distribution.check(distribution.DistributionConfig(strategy=strategy), alone)
+    with self.assertRaisesRegex(distribution.DistributionError, "lists no ps task"):
+      distribution.check(distribution.DistributionConfig(strategy="parameter_server"), alone)
 
   def test_default_and_parameter_server_use_no_strategy(self):
     for strategy in ("default", "parameter_server"):

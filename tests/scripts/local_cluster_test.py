@@ -185,7 +185,12 @@ class ClusterTrainingTest(tf.test.TestCase):
     return code, text, results, model_dir
 
   def test_parameter_server_cluster_with_evaluator(self):
-    code, out, results, model_dir = self._cluster(workers=1, ps=1, evaluator=True)
+    # The chief alone would take 0.25 s a step; the worker starts 5 s late (after the chief
+    # has initialised the variables, so it does not sit in the Estimator's 30 s readiness
+    # poll) and runs at full speed, so both take part in the 60 steps.
+    code, out, results, model_dir = self._cluster(
+        workers=1, ps=1, evaluator=True, max_worker_delay_secs=5, step_sleep_secs=0.25,
+        step_sleep_task="chief")
     self.assertEqual(code, 0, out[-5000:])
     self.assertRegex(out, r"exit codes: ps:0=-15, chief:0=0, worker:0=0, evaluator:0=0; ok")
     self.assertEqual(set(results), {"chief:0", "worker:0", "evaluator:0"})
@@ -207,8 +212,14 @@ class ClusterTrainingTest(tf.test.TestCase):
     self.assertTrue(marker["final"])
     self.assertGreater(results["chief:0"]["metrics"]["accuracy"], 0.5)
     self.assertEqual(results["worker:0"]["metrics"], {})
-    # The worker trained too (its own part of the data), it did not wait for the chief's end.
-    self.assertEqual(results["worker:0"]["first_step"] is not None, True)
+    # Both trained, each on its own half of the data, their steps adding up to train_steps.
+    chief, worker = results["chief:0"], results["worker:0"]
+    self.assertEqual((chief["input_part"], worker["input_part"]), ([2, 0], [2, 1]))
+    self.assertGreater(worker["steps_run"], 0)
+    self.assertGreater(chief["steps_run"], 0)
+    self.assertBetween(chief["steps_run"] + worker["steps_run"], 60, 62)
+    print(f"steps: chief {chief['steps_run']}, worker {worker['steps_run']}; evaluated "
+          f"{results['evaluator:0']['evaluated']}")
 
   def test_multi_worker_mirrored_two_workers(self):
     code, out, results, model_dir = self._cluster(
@@ -221,6 +232,15 @@ class ClusterTrainingTest(tf.test.TestCase):
     self.assertEqual(tf.train.latest_checkpoint(model_dir), os.path.join(model_dir,
                                                                          "model.ckpt-60"))
     self.assertGreater(results["chief:0"]["metrics"]["accuracy"], 0.5)
+
+  def test_a_chief_alone_with_an_evaluator(self):
+    # A one-machine job of a training service: TF_CONFIG names a chief and an evaluator only.
+    code, out, results, model_dir = self._cluster(workers=0, ps=0, evaluator=True,
+                                                  train_steps=40)
+    self.assertEqual(code, 0, out[-5000:])
+    self.assertEqual(results["chief:0"]["global_step"], 40)
+    self.assertEqual(results["evaluator:0"]["evaluated"][-1], 40)
+    self.assertGreaterEqual(max(_eval_steps(os.path.join(model_dir, "eval"))), 40)
 
   def test_strategy_that_does_not_fit_the_cluster_stops_it(self):
     # multi_worker_mirrored refuses a cluster with ps tasks: every task fails at once with
@@ -242,9 +262,11 @@ class TrainEntryPointTest(tf.test.TestCase):
     self.model_dir = os.path.join(self.root, "run")
 
   def _flags(self, **extra):
+    # A worker started 5 s after the chief finds the variables initialised; one started with
+    # it waits in the Estimator's 30 s readiness poll.
     flags = dict(data_dir=self.data_dir, model_dir=self.model_dir, model="dnn", train_steps=60,
                  save_checkpoints_steps=20, batch_size=32, log_every_steps=20,
-                 max_worker_delay_secs=0, session_timeout_secs=120)
+                 max_worker_delay_secs=5, session_timeout_secs=120)
     flags.update(extra)
     return tuple(f"--{k}={v}" for k, v in flags.items())
 
