@@ -97,7 +97,7 @@ class RunSettings:
     exports_to_keep: SavedModel versions kept per exporter.
   """
   model_dir: str = "runs/digits"
-  train_steps: int = 3000
+  train_steps: int = 2000
   save_checkpoints_steps: int = 500
   keep_checkpoint_max: int = 3
   keep_best: int = 2
@@ -119,6 +119,14 @@ class RunSettings:
   exports_to_keep: int = 3
 
 
+# The main job's recipe. On digits, lenet5 (dropout 0.3) with it reached 0.983-0.989 eval
+# accuracy over seeds 1, 2, 42 in 2000 steps; without label smoothing 0.975-0.981. A cosine
+# schedule decays to its minimum at decay_steps: change it together with train_steps.
+DEFAULT_OPTIMIZATION = model_fn_lib.TrainConfig(
+    optimizer="adam", learning_rate=3e-3, lr_schedule="cosine", decay_steps=2000,
+    label_smoothing=0.1)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
   """Everything one run needs; frozen once built.
@@ -132,7 +140,7 @@ class ExperimentConfig:
   """
   model: str = registry.DEFAULT_MODEL
   hparams: Any = None
-  optimization: model_fn_lib.TrainConfig = model_fn_lib.TrainConfig()
+  optimization: model_fn_lib.TrainConfig = DEFAULT_OPTIMIZATION
   data: DataConfig = DataConfig()
   run: RunSettings = RunSettings()
 

@@ -62,7 +62,7 @@ _MODELS: Dict[str, ModelDef] = {d.name: d for d in (
     _entry(rnn),
 )}
 
-DEFAULT_MODEL = "dnn"
+DEFAULT_MODEL = "lenet5"
 
 
 def names():

@@ -16,13 +16,14 @@ from absl import flags
 from estimator_app import config as config_lib
 from estimator_app import paths
 from model_fns import hparams as hparams_lib
-from model_fns import model_fn as model_fn_lib
 from model_fns import registry
 
+# The defaults the flags show are the main job's: the sections of a default ExperimentConfig.
+_DEFAULTS = config_lib.ExperimentConfig()
 _SECTIONS = {
-    "data": config_lib.DataConfig,
-    "run": config_lib.RunSettings,
-    "optimization": model_fn_lib.TrainConfig,
+    "data": _DEFAULTS.data,
+    "run": _DEFAULTS.run,
+    "optimization": _DEFAULTS.optimization,
 }
 
 
@@ -46,9 +47,9 @@ def _attribute_docs(cls) -> Dict[str, str]:
   return docs
 
 
-def _define(section: str, cls) -> Dict[str, flags.FlagHolder]:
+def _define(section: str, defaults) -> Dict[str, flags.FlagHolder]:
   holders = {}
-  defaults = cls()
+  cls = type(defaults)
   docs = _attribute_docs(cls)
   for name, tp in hparams_lib.field_types(cls).items():
     default = getattr(defaults, name)
@@ -74,7 +75,7 @@ CONFIG = flags.DEFINE_string(
 HPARAMS = flags.DEFINE_string(
     "hparams", "", "Model (then optimization) hyperparameters, 'key=value,key2=[1,2]'; "
     "override everything else.")
-SECTION_FLAGS = {section: _define(section, cls) for section, cls in _SECTIONS.items()}
+SECTION_FLAGS = {section: _define(section, defaults) for section, defaults in _SECTIONS.items()}
 
 
 def config_from_flags(base_dir: Optional[str] = None) -> config_lib.ExperimentConfig:
