@@ -132,7 +132,7 @@ class ExportScriptTest(tf.test.TestCase):
     for path in tf.io.gfile.glob(ckpt + ".*"):
       tf.io.gfile.copy(path, os.path.join(bare, os.path.basename(path)))
     job = self._job(model_dir=bare, checkpoint=os.path.join(bare, os.path.basename(ckpt)),
-                    data_dir=self.data_dir)
+                    data_dir=self.data_dir, model="dnn")
     # Default dnn hparams are not what this checkpoint was trained with: a clear user error.
     with self.assertRaisesRegex(export.ExportError, r"does not match model 'dnn'.*hidden_0/kernel"):
       export_script.run(job)
