@@ -8,7 +8,8 @@ actually set < `--hparams=key=value,...`. A config file has the same sections as
      "hparams": {"filters": [16, 32]},           # the model's HParams fields
      "optimization": {"optimizer": "momentum"},  # model_fns.model_fn.TrainConfig fields
      "data": {"batch_size": 128},                # DataConfig fields
-     "run": {"train_steps": 5000}}               # RunSettings fields
+     "run": {"train_steps": 5000},               # RunSettings fields
+     "distribution": {"strategy": "mirrored"}}   # distribution.DistributionConfig fields
 
 `--hparams` keys name model hyperparameters first, then optimization fields (so
 `--hparams=learning_rate=0.1` works). Every unknown key or mistyped value is an error that names
@@ -22,6 +23,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
+from estimator_app import distribution as distribution_lib
 from estimator_app.paths import resolve_path  # pylint: disable=unused-import (re-exported)
 from input_fns import errors
 from model_fns import hparams as hparams_lib
@@ -137,12 +139,14 @@ class ExperimentConfig:
     optimization: loss/optimizer/schedule settings shared by all models.
     data: DataConfig.
     run: RunSettings.
+    distribution: strategy, devices, learning-rate scaling, XLA (estimator_app/distribution.py).
   """
   model: str = registry.DEFAULT_MODEL
   hparams: Any = None
   optimization: model_fn_lib.TrainConfig = DEFAULT_OPTIMIZATION
   data: DataConfig = DataConfig()
   run: RunSettings = RunSettings()
+  distribution: distribution_lib.DistributionConfig = distribution_lib.DistributionConfig()
 
   def __post_init__(self):
     if self.hparams is None:
@@ -159,13 +163,14 @@ class ExperimentConfig:
         "optimization": hparams_lib.to_json_dict(self.optimization),
         "data": hparams_lib.to_json_dict(self.data),
         "run": hparams_lib.to_json_dict(self.run),
+        "distribution": hparams_lib.to_json_dict(self.distribution),
     }
 
   def to_json(self) -> str:
     return json.dumps(self.to_json_dict(), indent=2, sort_keys=True)
 
 
-_SECTIONS = ("model", "hparams", "optimization", "data", "run")
+_SECTIONS = ("model", "hparams", "optimization", "data", "run", "distribution")
 
 
 def _section(obj, overrides, where: str):
@@ -208,7 +213,8 @@ def from_dict(d: Mapping[str, Any], where: str,
       hparams=_section(hp, d.get("hparams"), f"{where} [hparams]"),
       optimization=_section(base.optimization, d.get("optimization"), f"{where} [optimization]"),
       data=_section(base.data, d.get("data"), f"{where} [data]"),
-      run=_section(base.run, d.get("run"), f"{where} [run]"))
+      run=_section(base.run, d.get("run"), f"{where} [run]"),
+      distribution=_section(base.distribution, d.get("distribution"), f"{where} [distribution]"))
 
 
 def load_file(path: str, base: Optional[ExperimentConfig] = None) -> ExperimentConfig:

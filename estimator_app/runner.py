@@ -18,8 +18,10 @@ from absl import logging
 
 from estimator_app import checkpoints
 from estimator_app import config as config_lib
+from estimator_app import distribution
 from estimator_app import early_stopping
 from estimator_app import hooks as hooks_lib
+from estimator_app import preemption
 from estimator_app import run_record
 from estimator_app import warm_start as warm_start_lib
 from input_fns import dataset
@@ -99,16 +101,21 @@ def open_data(cfg: config_lib.ExperimentConfig, create_default: bool = False) ->
   return Data(primary, eval_sets)
 
 
-def _input_config(cfg: config_lib.ExperimentConfig, training: bool) -> dataset.InputConfig:
+def _input_config(cfg: config_lib.ExperimentConfig, training: bool, num_workers: int = 1,
+                  worker_index: int = 0) -> dataset.InputConfig:
   return dataset.InputConfig(
+      num_workers=num_workers, worker_index=worker_index,
       batch_size=cfg.data.batch_size if training else cfg.data.eval_batch_size,
       preprocessing=tuple(p.strip() for p in cfg.data.preprocessing.split(",") if p.strip()),
       shuffle_buffer=cfg.data.shuffle_buffer,
       seed=cfg.run.seed if training else None)
 
 
-def train_input_fn(cfg: config_lib.ExperimentConfig, data: Data):
-  return dataset.make_input_fn(data.primary, splits.TRAIN, _input_config(cfg, True), training=True)
+def train_input_fn(cfg: config_lib.ExperimentConfig, data: Data, num_workers: int = 1,
+                   worker_index: int = 0):
+  """Training batches; a parameter-server worker reads its own part (num_workers, worker_index)."""
+  return dataset.make_input_fn(data.primary, splits.TRAIN,
+                               _input_config(cfg, True, num_workers, worker_index), training=True)
 
 
 def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
@@ -120,15 +127,31 @@ def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
   return dataset.make_input_fn(m, split, input_cfg, training=False)
 
 
-def build_model_fn(cfg: config_lib.ExperimentConfig, spec):
-  return model_fn_lib.build_model_fn(cfg.model_def, cfg.hparams, spec, cfg.optimization)
+def build_model_fn(cfg: config_lib.ExperimentConfig, spec, optimization=None):
+  return model_fn_lib.build_model_fn(cfg.model_def, cfg.hparams, spec,
+                                     optimization or cfg.optimization)
 
 
 def build_estimator(cfg: config_lib.ExperimentConfig, spec,
-                    warm_start: Optional[tf.estimator.WarmStartSettings] = None
-                    ) -> tf.estimator.Estimator:
-  """The Estimator for `cfg`'s model on data described by `spec`."""
-  session_config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+                    warm_start: Optional[tf.estimator.WarmStartSettings] = None,
+                    task: Optional[distribution.ClusterTask] = None,
+                    strategies=None) -> tf.estimator.Estimator:
+  """The Estimator for `cfg`'s model on data described by `spec`.
+
+  With `strategies` (distribution.make_strategies) it is the training Estimator of this task:
+  the strategy, device filters, XLA and the (optionally replica-scaled) learning rate. Without,
+  it runs on one device (evaluation, prediction, export).
+  """
+  optimization = cfg.optimization
+  if strategies is None:
+    kwargs = dict(session_config=tf.compat.v1.ConfigProto(allow_soft_placement=True))
+  else:
+    kwargs = distribution.run_config_kwargs(cfg.distribution, task, strategies)
+    lr = distribution.learning_rate(optimization.learning_rate, cfg.distribution, strategies[0])
+    if lr != optimization.learning_rate:
+      logging.info("--scale_learning_rate: learning rate %g x %d replicas = %g",
+                   optimization.learning_rate, distribution.num_replicas(strategies[0]), lr)
+      optimization = dataclasses.replace(optimization, learning_rate=lr)
   run_config = tf.estimator.RunConfig(
       model_dir=cfg.run.model_dir,
       tf_random_seed=cfg.run.seed,
@@ -137,8 +160,8 @@ def build_estimator(cfg: config_lib.ExperimentConfig, spec,
       keep_checkpoint_max=cfg.run.keep_checkpoint_max,
       # StepLoggingHook logs loss, learning rate, examples/s and step time instead.
       log_step_count_steps=None,
-      session_config=session_config)
-  return tf.estimator.Estimator(build_model_fn(cfg, spec), config=run_config,
+      **kwargs)
+  return tf.estimator.Estimator(build_model_fn(cfg, spec, optimization), config=run_config,
                                 warm_start_from=warm_start)
 
 
@@ -171,14 +194,18 @@ def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in
 
 
 def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estimator,
-                primary_eval) -> List[tf.estimator.SessionRunHook]:
-  """Hooks around every training step: NaN guard first, logging, quick eval, profiling,
+                primary_eval, task: Optional[distribution.ClusterTask] = None
+                ) -> List[tf.estimator.SessionRunHook]:
+  """Hooks around every training step: preemption, NaN guard, logging, quick eval, profiling,
   early stopping."""
-  is_chief = estimator.config.is_chief
-  hooks = [hooks_lib.NanGuardHook(cfg.run.model_dir, manage_checkpoints=is_chief),
+  # Not estimator.config.is_chief: under multi_worker_mirrored every task's RunConfig says
+  # chief until the distribute coordinator copies it.
+  is_chief = distribution.writes_outputs(task)
+  hooks = [preemption.PreemptionHook(cfg.run.model_dir, is_chief=is_chief),
+           hooks_lib.NanGuardHook(cfg.run.model_dir, manage_checkpoints=is_chief),
            hooks_lib.StepLoggingHook(cfg.run.log_every_steps, batch_size=cfg.data.batch_size,
                                      output_dir=cfg.run.model_dir if is_chief else None)]
-  if cfg.run.quick_eval_steps > 0 and is_chief and estimator.config.train_distribute is None:
+  if cfg.run.quick_eval_steps > 0 and distribution.can_quick_eval(task):
     quick_batches = max(1, math.ceil(cfg.run.quick_eval_examples / cfg.data.eval_batch_size))
     hooks.append(tf.estimator.experimental.InMemoryEvaluatorHook(
         estimator, primary_eval, steps=quick_batches, name=QUICK_EVAL,
@@ -309,28 +336,53 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   Raises:
     input_fns.errors.UserInputError: bad data, config or model_dir (nothing in model_dir is changed).
   """
-  data = open_data(cfg, create_default=create_default_data)
-  prepare_model_dir(cfg, fresh)
+  task = distribution.current_task()  # TF_CONFIG is validated before anything starts
+  strategies = distribution.make_strategies(cfg.distribution, task)
+  distribution.check_batch_size(cfg.data.batch_size, strategies[0])
+  if task is not None and task.is_ps:
+    distribution.serve_parameter_server(cfg.distribution, task)  # until the job is stopped
+  chief = distribution.writes_outputs(task)
+  if create_default_data and not chief:
+    distribution.wait_for_path(os.path.join(cfg.data.data_dir, manifest_lib.FILENAME),
+                               cfg.distribution.session_timeout_secs,
+                               "the dataset the chief writes,")
+  data = open_data(cfg, create_default=create_default_data and chief)
+  if chief:
+    prepare_model_dir(cfg, fresh)
   _seed_everything(cfg)
-  config_lib.save(cfg)
-  run_record.append(cfg.run.model_dir, run_record.make(
-      cfg.run.seed, cfg.run.deterministic,
-      [cfg.data.data_dir] + [m.directory for m in data.eval_sets.values()], argv))
+  if chief:
+    config_lib.save(cfg)
+    run_record.append(cfg.run.model_dir, run_record.make(
+        cfg.run.seed, cfg.run.deterministic,
+        [cfg.data.data_dir] + [m.directory for m in data.eval_sets.values()], argv))
 
-  train_in = train_input_fn(cfg, data)
-  estimator = build_estimator(cfg, data.spec, prepare_warm_start(cfg, data.spec, train_in))
+  train_in = train_input_fn(cfg, data, *distribution.per_worker_input(task, strategies[0]))
+  estimator = build_estimator(cfg, data.spec, prepare_warm_start(cfg, data.spec, train_in),
+                              task=task, strategies=strategies)
   primary_eval = eval_input_fn(cfg, data.primary)
   extra = _EvalSetsExporter({name: eval_input_fn(cfg, m) for name, m in data.eval_sets.items()})
   exporters = [extra] if data.eval_sets else []
   if cfg.run.keep_best > 0:
     exporters.append(checkpoints.BestCheckpointExporter(
         cfg.run.best_metric, cfg.run.best_metric_higher_is_better, keep=cfg.run.keep_best))
-  eval_result, _ = tf.estimator.train_and_evaluate(
+  outcome = tf.estimator.train_and_evaluate(
       estimator,
       tf.estimator.TrainSpec(train_in, max_steps=cfg.run.train_steps,
-                             hooks=train_hooks(cfg, estimator, primary_eval)),
+                             hooks=train_hooks(cfg, estimator, primary_eval, task)),
       tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
-                            start_delay_secs=0, throttle_secs=0))
+                            **distribution.eval_spec_timing(task)))
+  if task is not None:  # a cluster: train_and_evaluate returns None on every task
+    if not task.is_chief:
+      latest = tf.train.latest_checkpoint(cfg.run.model_dir)
+      return RunResult(global_step=checkpoints.checkpoint_step(latest) if latest else 0,
+                       metrics={}, model_dir=cfg.run.model_dir, exports={})
+    # The chief evaluates the final checkpoint itself (the evaluator may be missing or still
+    # busy) and is the one task that runs the SavedModel exporters.
+    eval_result, _ = distribution.final_evaluate_and_export(estimator, primary_eval, [])
+    for name, input_fn in extra._input_fns.items():  # pylint: disable=protected-access
+      extra.last_results[name] = _scalars(estimator.evaluate(input_fn, name=name))
+  else:
+    eval_result = outcome[0]
   if eval_result is None:  # resumed at or past train_steps: nothing new was evaluated
     eval_result = estimator.evaluate(primary_eval)
     for name, input_fn in extra._input_fns.items():  # pylint: disable=protected-access

@@ -29,6 +29,12 @@ INPUT_IMAGES = "input_images"
 
 
 def _collect(summary: tf.Tensor) -> None:
+  # Under a distribution strategy the model_fn runs once per replica; exact tags would repeat
+  # (MergeSummary fails on duplicate tags), so only the first replica's summaries are kept.
+  ctx = tf.distribute.get_replica_context()
+  replica = None if ctx is None else tf.get_static_value(ctx.replica_id_in_sync_group)
+  if replica:
+    return
   tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.SUMMARIES, summary)
 
 

@@ -24,6 +24,7 @@ _SECTIONS = {
     "data": _DEFAULTS.data,
     "run": _DEFAULTS.run,
     "optimization": _DEFAULTS.optimization,
+    "distribution": _DEFAULTS.distribution,
 }
 
 
