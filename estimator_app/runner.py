@@ -20,6 +20,7 @@ from estimator_app import checkpoints
 from estimator_app import config as config_lib
 from estimator_app import distribution
 from estimator_app import early_stopping
+from estimator_app import export
 from estimator_app import hooks as hooks_lib
 from estimator_app import preemption
 from estimator_app import run_record
@@ -27,6 +28,7 @@ from estimator_app import warm_start as warm_start_lib
 from input_fns import dataset
 from input_fns import digits
 from input_fns import manifest as manifest_lib
+from input_fns import mixture
 from input_fns import splits
 from input_fns import writer
 from model_fns import model_fn as model_fn_lib
@@ -56,49 +58,52 @@ def load_dataset(data_dir: str, create_default: bool, seed: int = 0) -> manifest
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-  """The datasets of one run, read once from their manifests."""
+  """The datasets of one run, read once from their manifests.
+
+  Attributes:
+    primary: data_dir: its feature spec is the model's; its eval split is the primary eval set,
+      and its train split trains unless train_sources is given.
+    train_sources: a weighted mixture of training datasets ((manifest, weight), ...), or ().
+    eval_sets: extra named eval sets: name -> dataset (its eval split).
+  """
   primary: manifest_lib.Manifest
-  eval_sets: Mapping[str, manifest_lib.Manifest]  # name -> dataset (its eval split)
+  train_sources: Tuple[Tuple[manifest_lib.Manifest, float], ...]
+  eval_sets: Mapping[str, manifest_lib.Manifest]
 
   @property
   def spec(self):
     return self.primary.spec
 
 
-def parse_eval_sets(text: str) -> List[Tuple[str, str]]:
-  """"name=dir,name2=dir2" -> [(name, dir), ...].
-
-  Raises:
-    config_lib.ConfigError: an item without a name, a duplicate or reserved name.
-  """
-  out = []
-  for item in filter(None, (s.strip() for s in text.split(","))):
-    name, eq, path = item.partition("=")
-    if not eq or not name or not path:
-      raise config_lib.ConfigError(f"--eval_sets: {item!r} is not name=dir")
-    if name in (PRIMARY_EVAL, QUICK_EVAL) or name in dict(out):
-      raise config_lib.ConfigError(f"--eval_sets: name {name!r} is reserved or given twice")
-    out.append((name, path))
-  return out
-
-
 def open_data(cfg: config_lib.ExperimentConfig, create_default: bool = False) -> Data:
   """Reads every manifest the run uses and checks they fit together.
 
   Raises:
-    input_fns.errors.UserInputError: a missing/malformed dataset, or eval sets whose feature spec
-      differs from the training data's.
+    input_fns.errors.UserInputError: a missing/malformed dataset, a reserved or repeated eval
+      set name, or datasets whose feature spec differs from data_dir's.
   """
   primary = load_dataset(cfg.data.data_dir, create_default=create_default)
+  sources = ()
+  if cfg.data.train_data:
+    sources = mixture.read_sources(mixture.parse_sources(cfg.data.train_data, "--train_data"))
+    for m, _ in sources:
+      if m.spec != primary.spec:
+        raise config_lib.ConfigError(f"--train_data {m.directory} has a different feature spec "
+                                     f"from --data_dir {primary.directory}")
   eval_sets = {}
-  for name, path in parse_eval_sets(cfg.data.eval_sets):
-    m = manifest_lib.read(path)
+  named = mixture.parse_eval_sets(cfg.data.eval_sets, "--eval_sets") if cfg.data.eval_sets else ()
+  for name, m in mixture.read_eval_sets(named):
+    if name in (PRIMARY_EVAL, QUICK_EVAL) or name in eval_sets:
+      raise config_lib.ConfigError(f"--eval_sets: name {name!r} is reserved or given twice")
     if m.spec != primary.spec:
       raise config_lib.ConfigError(
-          f"eval set {name!r} at {path} has a different feature spec from {primary.directory}")
+          f"eval set {name!r} at {m.directory} has a different feature spec from {primary.directory}")
     m.shards(splits.EVAL)
     eval_sets[name] = m
-  return Data(primary, eval_sets)
+  return Data(primary, tuple(sources), eval_sets)
+
+
+VERIFIED_SHARDS = "verified_shards.json"  # in model_dir: shards whose sha256 already passed
 
 
 def _input_config(cfg: config_lib.ExperimentConfig, training: bool, num_workers: int = 1,
@@ -106,16 +111,23 @@ def _input_config(cfg: config_lib.ExperimentConfig, training: bool, num_workers:
   return dataset.InputConfig(
       num_workers=num_workers, worker_index=worker_index,
       batch_size=cfg.data.batch_size if training else cfg.data.eval_batch_size,
-      preprocessing=tuple(p.strip() for p in cfg.data.preprocessing.split(",") if p.strip()),
+      preprocessing=cfg.data.preprocessing,
       shuffle_buffer=cfg.data.shuffle_buffer,
-      seed=cfg.run.seed if training else None)
+      seed=cfg.run.seed if training else None,
+      cache=cfg.data.cache and training,
+      verify=cfg.data.verify,
+      # Without it every start (and every periodic evaluation) would re-hash every shard.
+      verify_cache=os.path.join(cfg.run.model_dir, VERIFIED_SHARDS) if cfg.data.verify else None)
 
 
 def train_input_fn(cfg: config_lib.ExperimentConfig, data: Data, num_workers: int = 1,
                    worker_index: int = 0):
-  """Training batches; a parameter-server worker reads its own part (num_workers, worker_index)."""
-  return dataset.make_input_fn(data.primary, splits.TRAIN,
-                               _input_config(cfg, True, num_workers, worker_index), training=True)
+  """Training batches (a weighted mixture with --train_data); a parameter-server worker reads
+  its own part (num_workers, worker_index)."""
+  input_cfg = _input_config(cfg, True, num_workers, worker_index)
+  if data.train_sources:
+    return dataset.make_mixture_input_fn(data.train_sources, splits.TRAIN, input_cfg)
+  return dataset.make_input_fn(data.primary, splits.TRAIN, input_cfg, training=True)
 
 
 def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
@@ -220,6 +232,44 @@ def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estima
         estimator, cfg.run.early_stopping_metric, cfg.run.early_stopping_higher_is_better,
         cfg.run.early_stopping_patience_steps))
   return hooks
+
+
+EXPORT_DIR = "export"  # model_dir/export/{latest,best,final}/<version>: TF Serving model bases
+FINAL_EXPORT = "final"
+
+
+def serving_exporters(cfg: config_lib.ExperimentConfig, data: Data
+                      ) -> Tuple[List[tf.estimator.Exporter], Optional[tf.estimator.Exporter]]:
+  """(latest and best exporters for the EvalSpec, the final exporter), or ([], None).
+
+  The final export is made by `train` itself after training rather than by the EvalSpec, so a
+  run that stops early or resumes at train_steps still ends with one.
+  """
+  if not cfg.run.export:
+    return [], None
+  model = export.ServingModel(cfg.model_def, cfg.hparams, data.spec, cfg.data.preprocessing,
+                              cfg.optimization)
+  examples = export.read_examples(data.primary, splits.EVAL, 32)
+  options = export.ExportOptions(model_name=os.path.basename(cfg.data.data_dir.rstrip("/")))
+  keep = cfg.run.exports_to_keep
+  periodic = export.make_exporters(model, examples, export.ExportersConfig(
+      keep_latest=keep, keep_best=keep, keep_final=0, best_metric=cfg.run.best_metric,
+      higher_is_better=cfg.run.best_metric_higher_is_better, options=options))
+  return periodic, export.FinalExporter(model, examples, options, keep=keep, name=FINAL_EXPORT)
+
+
+def _final_export(estimator: tf.estimator.Estimator, exporter: tf.estimator.Exporter,
+                  eval_result: Mapping[str, object]) -> str:
+  """Exports the latest checkpoint as the final export, unless the newest final export is it."""
+  checkpoint = tf.train.latest_checkpoint(estimator.model_dir)
+  base = os.path.join(estimator.model_dir, EXPORT_DIR, exporter.name)
+  versions = export.list_versions(base) if tf.io.gfile.exists(base) else []
+  if versions:
+    newest = os.path.join(base, str(versions[-1]))
+    meta = export.read_metadata(newest) or {}
+    if os.path.basename(str(meta.get("checkpoint", ""))) == os.path.basename(checkpoint):
+      return newest
+  return exporter.export(estimator, base, checkpoint, eval_result, is_the_final_export=True)
 
 
 class _EvalSetsExporter(tf.estimator.Exporter):
@@ -365,6 +415,9 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   if cfg.run.keep_best > 0:
     exporters.append(checkpoints.BestCheckpointExporter(
         cfg.run.best_metric, cfg.run.best_metric_higher_is_better, keep=cfg.run.keep_best))
+  periodic_exports, final_exporter = serving_exporters(cfg, data) if chief else ([], None)
+  if task is None:  # in a cluster only the chief exports, at the end (below)
+    exporters.extend(periodic_exports)
   outcome = tf.estimator.train_and_evaluate(
       estimator,
       tf.estimator.TrainSpec(train_in, max_steps=cfg.run.train_steps,
@@ -387,9 +440,12 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
     eval_result = estimator.evaluate(primary_eval)
     for name, input_fn in extra._input_fns.items():  # pylint: disable=protected-access
       extra.last_results[name] = _scalars(estimator.evaluate(input_fn, name=name))
+  exports = {}
+  if final_exporter is not None:
+    exports[FINAL_EXPORT] = _final_export(estimator, final_exporter, eval_result)
   metrics = {PRIMARY_EVAL: _scalars(eval_result), **extra.last_results}
   return RunResult(global_step=int(metrics[PRIMARY_EVAL]["global_step"]), metrics=metrics,
-                   model_dir=cfg.run.model_dir, exports={})
+                   model_dir=cfg.run.model_dir, exports=exports)
 
 
 def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: str,

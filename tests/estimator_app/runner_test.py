@@ -23,7 +23,8 @@ class RunnerTest(tf.test.TestCase):
   def _cfg(self, model_dir=None, **sections):
     d = {"model": "dnn", "data": {"data_dir": self.data_dir},
          "run": {"model_dir": model_dir or self.create_tempdir().full_path, "train_steps": 40,
-                 "save_checkpoints_steps": 20, "quick_eval_steps": 0, "log_every_steps": 10}}
+                 "save_checkpoints_steps": 20, "quick_eval_steps": 0, "log_every_steps": 10,
+                 "export": False}}
     for section, values in sections.items():
       d.setdefault(section, {}).update(values)
     return config_lib.from_dict(d, "test")
@@ -77,6 +78,27 @@ class RunnerTest(tf.test.TestCase):
       value = tf.train.load_variable(latest, name)
       if np.issubdtype(np.asarray(value).dtype, np.floating):
         self.assertTrue(np.all(np.isfinite(value)), f"{name} in {latest}")
+
+  def test_exports_latest_best_and_final_even_after_early_stopping(self):
+    cfg = self._cfg(optimization={"learning_rate": 1e-12},
+                    run={"train_steps": 500, "save_checkpoints_steps": 10, "export": True,
+                         "exports_to_keep": 1, "early_stopping_metric": "accuracy",
+                         "early_stopping_patience_steps": 10})
+    result = runner.train(cfg)
+    self.assertLess(result.global_step, 500)
+    final = result.exports["final"]
+    self.assertEqual(os.path.dirname(final), os.path.join(cfg.run.model_dir, "export", "final"))
+    self.assertTrue(os.path.isfile(os.path.join(final, "saved_model.pb")))
+    with open(final + ".validation.json") as f:
+      self.assertTrue(json.load(f)["passed"])
+    for name in ("latest", "best"):
+      base = os.path.join(cfg.run.model_dir, "export", name)
+      self.assertEqual([d for d in os.listdir(base) if d.isdigit()].__len__(), 1, base)
+
+  def test_rerunning_a_finished_run_makes_no_new_export(self):
+    cfg = self._cfg(run={"train_steps": 10, "save_checkpoints_steps": 10, "export": True})
+    first = runner.train(cfg).exports["final"]
+    self.assertEqual(runner.train(cfg).exports["final"], first)
 
   def test_bad_profile_steps(self):
     with self.assertRaisesRegex(config_lib.ConfigError, "--profile_steps='9,3'"):

@@ -28,7 +28,8 @@ class EvaluatePredictTest(tf.test.TestCase):
     cfg = config_lib.from_dict(
         {"model": "dnn", "data": {"data_dir": data_dir},
          "run": {"model_dir": os.path.join(cls.root, "run"), "train_steps": 80,
-                 "save_checkpoints_steps": 40, "quick_eval_steps": 0, "keep_best": 1}}, "test")
+                 "save_checkpoints_steps": 40, "quick_eval_steps": 0, "keep_best": 1,
+                 "export": False}}, "test")
     runner.train(cfg)
     cls.cfg = cfg
 

@@ -43,7 +43,8 @@ class TrainTest(tf.test.TestCase):
 
   def _cfg(self, **flag_values):
     values = dict(data_dir="digits", model_dir="run", model="dnn", train_steps=60,
-                  save_checkpoints_steps=30, quick_eval_steps=20, log_every_steps=20)
+                  save_checkpoints_steps=30, quick_eval_steps=20, log_every_steps=20,
+                  export=False)
     values.update(flag_values)
     # as_parsed: the flags count as set on the command line, as they would for a user.
     parsed = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
