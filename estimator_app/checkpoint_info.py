@@ -153,7 +153,8 @@ def resolve(path: str) -> str:
 
   Args:
     path: a directory (its latest checkpoint: per its `checkpoint` state file, else the one
-      with the highest step), a checkpoint prefix, or one of a checkpoint's files
+      with the highest step; a SavedModel directory: its variables), a checkpoint prefix, or
+      one of a checkpoint's files
       (PREFIX.index, PREFIX.data-00000-of-00001, PREFIX.meta).
 
   Returns:
@@ -169,9 +170,12 @@ def resolve(path: str) -> str:
     if latest and tf.io.gfile.exists(latest + ".index"):
       return latest
     entries = list_checkpoints(path)
+    saved_model_vars = os.path.join(path, "variables", "variables")
+    if not entries and tf.io.gfile.exists(saved_model_vars + ".index"):
+      return saved_model_vars  # a SavedModel directory: its variables are a checkpoint
     if not entries:
       raise CheckpointError(f"checkpoint directory {path} holds no checkpoints "
-                            "(no PREFIX.index files)")
+                            "(no PREFIX.index files, no SavedModel variables)")
     stepped = [e for e in entries if e.step is not None]
     return (stepped or entries)[-1].prefix
   if tf.io.gfile.exists(path + ".index"):

@@ -35,8 +35,12 @@ from absl import logging
 from google.protobuf import text_format
 from tensorflow.python.training import checkpoint_state_pb2  # pylint: disable=g-direct-tensorflow-import
 
+from estimator_app import checkpoint_info
+from estimator_app import early_stopping
 from input_fns import errors
 
+LATEST = "latest"
+BEST = "best"
 BEST_DIR = "best"
 INDEX_FILENAME = "best_index.json"
 STATE_FILENAME = "checkpoint"
@@ -157,6 +161,43 @@ def read_best_index(best_dir: str) -> Dict[str, Any]:
 def best_checkpoint(best_dir: str) -> Optional[str]:
   """Returns the prefix of the best kept checkpoint under `best_dir`, or None."""
   return tf.train.latest_checkpoint(best_dir)
+
+
+def resolve(model_dir: str, which: str, metric: str = "accuracy", higher_is_better: bool = True,
+            eval_dir: str = "eval") -> str:
+  """Turns what a user asked for ("latest", "best" or a path) into a checkpoint prefix.
+
+  "best" is the best checkpoint kept in model_dir/best (by the run's best_metric). A run that
+  kept none (keep_best=0) falls back to the checkpoint still in model_dir whose evaluation
+  (model_dir/<eval_dir> summaries) scored best on `metric`. Anything else is a path (see
+  checkpoint_info.resolve).
+
+  Raises:
+    errors.UserInputError: no checkpoint, no evaluation of a kept checkpoint, or a bad path.
+  """
+  if which == LATEST:
+    prefix = tf.train.latest_checkpoint(model_dir) if model_dir else None
+    if not prefix:
+      raise errors.UserInputError(f"--model_dir {model_dir!r} holds no checkpoint")
+    return prefix
+  if which != BEST:
+    return checkpoint_info.resolve(which)
+  kept_best = best_checkpoint(os.path.join(model_dir, BEST_DIR))
+  if kept_best:
+    return kept_best
+  state = tf.train.get_checkpoint_state(model_dir) if model_dir else None
+  if not state:
+    raise errors.UserInputError(f"--model_dir {model_dir!r} holds no checkpoint")
+  by_step = {checkpoint_step(p): p for p in state.all_model_checkpoint_paths}
+  scores = {step: m[metric] for step, m in
+            early_stopping.read_eval_metrics(os.path.join(model_dir, eval_dir)).items()
+            if metric in m and step in by_step}
+  if not scores:
+    raise errors.UserInputError(
+        f"no evaluation of {metric!r} in {os.path.join(model_dir, eval_dir)} matches a kept "
+        f"checkpoint (steps {sorted(by_step)}), and {model_dir}/{BEST_DIR} holds none")
+  pick = max if higher_is_better else min
+  return by_step[pick(scores, key=lambda s: (scores[s], s if higher_is_better else -s))]
 
 
 class BestCheckpointExporter(tf.estimator.Exporter):

@@ -12,7 +12,6 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from estimator_app import checkpoint_info
 from estimator_app import checkpoints
 from estimator_app import config as config_lib
 from estimator_app import plots
@@ -20,31 +19,6 @@ from estimator_app import runner
 from input_fns import errors
 from input_fns import manifest as manifest_lib
 from model_fns import metrics as metrics_lib
-
-LATEST = "latest"
-BEST = "best"
-
-
-def resolve_checkpoint(model_dir: str, which: str) -> str:
-  """Turns "latest", "best" or a path into a checkpoint prefix.
-
-  Raises:
-    errors.UserInputError: no such checkpoint (naming what was looked for and where).
-  """
-  if which == LATEST:
-    prefix = tf.train.latest_checkpoint(model_dir)
-    if not prefix:
-      raise errors.UserInputError(f"--model_dir {model_dir} holds no checkpoint yet")
-    return prefix
-  if which == BEST:
-    best_dir = os.path.join(model_dir, checkpoints.BEST_DIR)
-    prefix = checkpoints.best_checkpoint(best_dir)
-    if not prefix:
-      raise errors.UserInputError(
-          f"{best_dir} holds no best checkpoint (the run kept none: was --keep_best 0?)")
-    return prefix
-  return checkpoint_info.resolve(which)
-
 
 @dataclasses.dataclass(frozen=True)
 class Report:

@@ -492,49 +492,6 @@ def read_examples(m: manifest_lib.Manifest, split: str, n: int) -> List[bytes]:
   return out
 
 
-def _eval_metric_by_step(model_dir: str, metric: str, eval_dir: str) -> Dict[int, float]:
-  values: Dict[int, float] = {}
-  for path in sorted(tf.io.gfile.glob(os.path.join(model_dir, eval_dir, "events.out.tfevents.*"))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == metric and value.HasField("simple_value"):
-          values[int(event.step)] = float(value.simple_value)
-  return values
-
-
-def resolve_checkpoint(model_dir: str, which: str, metric: str = "accuracy",
-                       higher_is_better: bool = True, eval_dir: str = "eval") -> str:
-  """Turns "latest", "best" or a checkpoint prefix into a checkpoint prefix.
-
-  "best" is the checkpoint still present in `model_dir` whose evaluation (the Estimator's
-  summaries in `model_dir/eval_dir`) scored best on `metric`.
-
-  Raises:
-    ExportError: no checkpoint in model_dir, no evaluation of a kept checkpoint, or the given
-      prefix does not exist.
-  """
-  if which == "latest":
-    ckpt = tf.train.latest_checkpoint(model_dir) if model_dir else None
-    if not ckpt:
-      raise ExportError(f"--model_dir {model_dir!r} holds no checkpoint")
-    return ckpt
-  if which == "best":
-    state = tf.train.get_checkpoint_state(model_dir) if model_dir else None
-    if not state:
-      raise ExportError(f"--model_dir {model_dir!r} holds no checkpoint")
-    by_step = {int(p.rsplit("-", 1)[1]): p for p in state.all_model_checkpoint_paths}
-    scores = _eval_metric_by_step(model_dir, metric, eval_dir)
-    kept = {s: v for s, v in scores.items() if s in by_step}
-    if not kept:
-      raise ExportError(f"no evaluation of {metric!r} in {os.path.join(model_dir, eval_dir)} matches "
-                        f"a kept checkpoint (steps {sorted(by_step)}; evaluated {sorted(scores)})")
-    pick = max if higher_is_better else min
-    step = pick(kept, key=lambda s: (kept[s], s if higher_is_better else -s))
-    return by_step[step]
-  _check_checkpoint(which)
-  return which
-
-
 # --- Exporters for train_and_evaluate -----------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.training import saver as saver_lib  # pylint: disable=g-direct-tensorflow-import
 
+from estimator_app import checkpoint_info
 from input_fns import errors
 
 REPORT_FILENAME = "warm_start_report.json"
@@ -117,37 +118,18 @@ class WarmStartReport:
 
 
 def resolve_checkpoint(path: str) -> str:
-  """Returns the checkpoint prefix that `path` names.
-
-  Accepts a prefix (`.../model.ckpt-400`), one of its files (`.index`, `.data-*`), a directory
-  with a `checkpoint` state file (its latest), a directory of checkpoint files without one (the
-  highest step), or a SavedModel directory (its variables).
+  """Returns the checkpoint prefix that `path` names (see checkpoint_info.resolve: a prefix,
+  one of its files, a directory's latest checkpoint, or a SavedModel directory's variables).
 
   Raises:
     WarmStartError: nothing restorable there; the message names `path`.
   """
   if not path:
     raise WarmStartError("--warm_start_from is empty; give a checkpoint prefix or directory")
-  prefix = re.sub(r"\.(index|meta|data-\d+-of-\d+)$", "", path)
-  if tf.io.gfile.exists(prefix + ".index"):
-    return prefix
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest and tf.io.gfile.exists(latest + ".index"):
-      return latest
-    indexes = tf.io.gfile.glob(os.path.join(path, "*.index"))
-    if indexes:
-      def step(f):
-        m = re.search(r"-(\d+)\.index$", f)
-        return int(m.group(1)) if m else -1
-      return max(indexes, key=step)[:-len(".index")]
-    saved_model_vars = os.path.join(path, "variables", "variables")
-    if tf.io.gfile.exists(saved_model_vars + ".index"):
-      return saved_model_vars
-    raise WarmStartError(f"--warm_start_from={path}: the directory holds no checkpoint "
-                         "(no 'checkpoint' state file, no *.index file, no SavedModel variables)")
-  raise WarmStartError(f"--warm_start_from={path}: no such checkpoint (expected a directory "
-                       f"or a checkpoint prefix with a {os.path.basename(prefix)}.index file)")
+  try:
+    return checkpoint_info.resolve(path)
+  except checkpoint_info.CheckpointError as e:
+    raise WarmStartError(f"--warm_start_from: {e}") from None
 
 
 def parse_name_map(text: str) -> Dict[str, str]:

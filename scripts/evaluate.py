@@ -13,6 +13,7 @@ import os
 
 from absl import flags
 
+from estimator_app import checkpoints
 from estimator_app import cli
 from estimator_app import config as config_lib
 from estimator_app import paths
@@ -35,7 +36,8 @@ def run(model_dir: str, checkpoint: str, data_dir: str, split: str, batch_size, 
                                 "not a run made by //scripts:train")
   if batch_size:
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, eval_batch_size=batch_size))
-  prefix = evaluation.resolve_checkpoint(model_dir, checkpoint)
+  prefix = checkpoints.resolve(model_dir, checkpoint, cfg.run.best_metric,
+                               cfg.run.best_metric_higher_is_better)
   m = manifest_lib.read(data_dir or cfg.data.data_dir)
   report = evaluation.evaluate(cfg, m, split, prefix)
   output_dir = output_dir or os.path.join(

@@ -22,9 +22,11 @@ from typing import Optional, Tuple
 
 from absl import flags
 
+from estimator_app import checkpoints
 from estimator_app import cli
 from estimator_app import config as config_lib
 from estimator_app import export
+from estimator_app import paths
 from estimator_app import publish
 from estimator_app import serving_validation
 from input_fns import manifest as manifest_lib
@@ -32,21 +34,16 @@ from input_fns import preprocessing
 from input_fns import splits
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
+from scripts import run_flags
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", "runs/digits", "Training run directory (checkpoints).")
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "latest",
-    "'latest', 'best' (best --best_metric among the kept checkpoints' evaluations) or a "
-    "checkpoint prefix such as runs/digits/model.ckpt-400.")
-_BEST_METRIC = flags.DEFINE_string("best_metric", "accuracy", "Eval metric for --checkpoint=best.")
+_BEST_METRIC = flags.DEFINE_string(
+    "best_metric", "accuracy", "Eval metric for --checkpoint=best when the run kept no best "
+    "checkpoints (otherwise <model_dir>/best decides).")
 _HIGHER_IS_BETTER = flags.DEFINE_boolean("higher_is_better", True,
                                          "Whether a larger --best_metric is better.")
 _MODEL = flags.DEFINE_string(
     "model", None, f"Model the checkpoint was trained as: {', '.join(registry.names())} "
     f"(default: the run's config.json, else {registry.DEFAULT_MODEL}).")
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Dataset directory (manifest.json): feature spec and eval examples "
-    "(default: the run's config.json, else data/digits).")
 _PREPROCESSING = flags.DEFINE_string(
     "preprocessing", None, "Preprocessing chain the model was evaluated with, built into the "
     "export (default: the run's config.json, else scale; '' for none).")
@@ -93,20 +90,18 @@ class ExportJob:
 
 def job_from_flags() -> ExportJob:
   """Reads the flags once into the frozen job passed down."""
-  model_dir = config_lib.resolve_path(_MODEL_DIR.value)
-  checkpoint = _CHECKPOINT.value
-  if checkpoint not in ("latest", "best"):
-    checkpoint = config_lib.resolve_path(checkpoint)
-  data_dir = config_lib.resolve_path(_DATA_DIR.value) if _DATA_DIR.value is not None else None
+  model_dir = run_flags.model_dir()
+  checkpoint = run_flags.checkpoint()
+  data_dir = run_flags.data_dir()
   return ExportJob(
       model_dir=model_dir, checkpoint=checkpoint, best_metric=_BEST_METRIC.value,
       higher_is_better=_HIGHER_IS_BETTER.value, model=_MODEL.value, data_dir=data_dir,
       preprocessing=_PREPROCESSING.value,
-      export_base=config_lib.resolve_path(_EXPORT_BASE.value),
+      export_base=paths.resolve_path(_EXPORT_BASE.value),
       model_name=_MODEL_NAME.value,
       validate=_VALIDATE.value, validate_examples=_VALIDATE_EXAMPLES.value,
       tolerance=_TOLERANCE.value, warmup_examples=_WARMUP_EXAMPLES.value,
-      export_dir=config_lib.resolve_path(_EXPORT_DIR.value) if _EXPORT_DIR.value else "",
+      export_dir=paths.resolve_path(_EXPORT_DIR.value) if _EXPORT_DIR.value else "",
       publish_to=_PUBLISH_TO.value)
 
 
@@ -130,7 +125,7 @@ def _serving_model(job: ExportJob) -> Tuple[export.ServingModel, manifest_lib.Ma
   hparams = saved.hparams if same_model else model_def.hparams_cls()
   train_cfg = saved.optimization if saved else model_fn_lib.TrainConfig()
   data_dir = job.data_dir or (saved.data.data_dir if saved else
-                              config_lib.resolve_path(_FALLBACK_DATA_DIR))
+                              paths.resolve_path(_FALLBACK_DATA_DIR))
   chain = job.preprocessing
   if chain is None:
     chain = saved.data.preprocessing if saved else _FALLBACK_PREPROCESSING
@@ -159,8 +154,8 @@ def run(job: ExportJob) -> Outcome:
   if job.export_dir:
     return _validate_existing(job, model, examples, model_name)
 
-  ckpt = export.resolve_checkpoint(job.model_dir, job.checkpoint, job.best_metric,
-                                   job.higher_is_better)
+  ckpt = checkpoints.resolve(job.model_dir, job.checkpoint, job.best_metric,
+                             job.higher_is_better)
   options = export.ExportOptions(
       model_name=model_name, warmup_examples=job.warmup_examples,
       validate_examples=job.validate_examples if job.validate else 0, tolerance=job.tolerance)
@@ -181,8 +176,8 @@ def _validate_existing(job: ExportJob, model: export.ServingModel, examples,
   meta = export.read_metadata(job.export_dir) or {}
   ckpt = meta.get("checkpoint")
   if not ckpt or not os.path.exists(ckpt + ".index"):
-    ckpt = export.resolve_checkpoint(job.model_dir, job.checkpoint, job.best_metric,
-                                     job.higher_is_better)
+    ckpt = checkpoints.resolve(job.model_dir, job.checkpoint, job.best_metric,
+                               job.higher_is_better)
   report = serving_validation.validate(
       job.export_dir, model_fn=model.model_fn(), spec=model.spec,
       preprocessing=model.preprocessing, checkpoint_path=ckpt,

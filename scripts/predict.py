@@ -10,6 +10,7 @@ The model, its hyperparameters and preprocessing come from model_dir/config.json
 
 from absl import flags
 
+from estimator_app import checkpoints
 from estimator_app import cli
 from estimator_app import config as config_lib
 from estimator_app import paths
@@ -31,7 +32,8 @@ def run(model_dir: str, checkpoint: str, data_dir, split: str, images, output: s
     raise errors.UserInputError(f"--model_dir {model_dir} has no {config_lib.CONFIG_FILENAME}: "
                                 "not a run made by //scripts:train")
   fmt = prediction.output_format(output, fmt)
-  prefix = evaluation.resolve_checkpoint(model_dir, checkpoint)
+  prefix = checkpoints.resolve(model_dir, checkpoint, cfg.run.best_metric,
+                               cfg.run.best_metric_higher_is_better)
   if images:
     spec = manifest_lib.read(cfg.data.data_dir).spec
     rows = prediction.predict_images(cfg, spec, prediction.list_images(images), prefix)

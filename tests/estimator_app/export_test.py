@@ -16,9 +16,12 @@ import tensorflow as tf
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from estimator_app import checkpoints
+from estimator_app import early_stopping
 from estimator_app import export
 from estimator_app import serving_validation
 from estimator_app import warmup
+from input_fns import errors
 from model_fns import registry
 from tests.estimator_app import serving_testlib as testlib
 
@@ -252,20 +255,22 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
         est, tf.estimator.TrainSpec(train_in, max_steps=20),
         tf.estimator.EvalSpec(testlib.eval_input_fn(self.m, self.model), steps=None,
                               throttle_secs=0, start_delay_secs=0))
-    self.assertEqual(export.resolve_checkpoint(model_dir, "latest"), tf.train.latest_checkpoint(model_dir))
-    scores = export._eval_metric_by_step(model_dir, "loss", "eval")  # pylint: disable=protected-access
+    # No model_dir/best here: "best" falls back to the evaluations of the kept checkpoints.
+    self.assertEqual(checkpoints.resolve(model_dir, "latest"), tf.train.latest_checkpoint(model_dir))
+    scores = {step: m["loss"] for step, m in
+              early_stopping.read_eval_metrics(os.path.join(model_dir, "eval")).items()}
     self.assertGreaterEqual(len(scores), 2)
     best_loss_step = min(scores, key=scores.get)
-    self.assertEqual(export.resolve_checkpoint(model_dir, "best", "loss", higher_is_better=False),
+    self.assertEqual(checkpoints.resolve(model_dir, "best", "loss", higher_is_better=False),
                      os.path.join(model_dir, f"model.ckpt-{best_loss_step}"))
     prefix = os.path.join(model_dir, "model.ckpt-10")
-    self.assertEqual(export.resolve_checkpoint(model_dir, prefix), prefix)
-    with self.assertRaisesRegex(export.ExportError, r"model.ckpt-7.index"):
-      export.resolve_checkpoint(model_dir, os.path.join(model_dir, "model.ckpt-7"))
-    with self.assertRaisesRegex(export.ExportError, r"holds no checkpoint"):
-      export.resolve_checkpoint(self.create_tempdir().full_path, "best")
-    with self.assertRaisesRegex(export.ExportError, r"no evaluation of 'auc'"):
-      export.resolve_checkpoint(model_dir, "best", "auc")
+    self.assertEqual(checkpoints.resolve(model_dir, prefix), prefix)
+    with self.assertRaisesRegex(errors.UserInputError, r"model.ckpt-7 does not exist"):
+      checkpoints.resolve(model_dir, os.path.join(model_dir, "model.ckpt-7"))
+    with self.assertRaisesRegex(errors.UserInputError, r"holds no checkpoint"):
+      checkpoints.resolve(self.create_tempdir().full_path, "best")
+    with self.assertRaisesRegex(errors.UserInputError, r"no evaluation of 'auc'"):
+      checkpoints.resolve(model_dir, "best", "auc")
 
   def test_checkpoint_of_another_model_is_a_user_error(self):
     other = testlib.serving_model("dnn", self.m)

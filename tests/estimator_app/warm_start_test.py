@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -46,13 +47,13 @@ class ResolveCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     os.remove(os.path.join(d, "checkpoint"))  # copied files without a state file
     self.assertEqual(warm_start.resolve_checkpoint(d), p2)
 
-  @parameterized.named_parameters(("missing_prefix", "nope/model.ckpt-5", "no such checkpoint"),
-                                  ("empty_dir", "", "the directory holds no checkpoint"))
+  @parameterized.named_parameters(("missing_prefix", "nope/model.ckpt-5", "does not exist"),
+                                  ("empty_dir", "", "holds no checkpoints"))
   def test_bad_path_names_it(self, relative, expected):
     d = self.create_tempdir().full_path
     path = os.path.join(d, relative)
     with self.assertRaisesRegex(warm_start.WarmStartError,
-                                f"--warm_start_from={path}: {expected}"):
+                                f"--warm_start_from: .*{re.escape(path.rstrip('/'))} {expected}"):
       warm_start.resolve_checkpoint(path)
 
   def test_parse_name_map(self):

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from estimator_app import checkpoints
 from estimator_app import config as config_lib
 from estimator_app import evaluation
 from estimator_app import runner
@@ -53,7 +54,7 @@ class EvaluatePredictTest(tf.test.TestCase):
                              self.create_tempdir().full_path)
     self.assertIn("/best/", report.checkpoint)
     with self.assertRaisesRegex(errors.UserInputError, "does not exist"):
-      evaluation.resolve_checkpoint(self.cfg.run.model_dir, "/nonexistent/model.ckpt-5")
+      checkpoints.resolve(self.cfg.run.model_dir, "/nonexistent/model.ckpt-5")
     with self.assertRaisesRegex(errors.UserInputError, "has no config.json"):
       evaluate.run(self.create_tempdir().full_path, "latest", None, "eval", None, None)
 

@@ -14,6 +14,7 @@ from absl.testing import flagsaver
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from estimator_app import checkpoints
 from estimator_app import config as config_lib
 from estimator_app import export
 from estimator_app import publish
@@ -89,7 +90,7 @@ class ExportScriptTest(tf.test.TestCase):
     self.assertEqual(best.version, 2)
     self.assertIsNone(best.validation)
     self.assertEqual(best.checkpoint,
-                     export.resolve_checkpoint(self.model_dir, "best", "accuracy"))
+                     checkpoints.resolve(self.model_dir, "best", "accuracy"))
     given = os.path.join(self.model_dir, "model.ckpt-20")
     out = export_script.run(dataclasses.replace(job, checkpoint=given, validate=False))
     self.assertEqual((out.version, export.read_metadata(out.export_dir)["global_step"]), (3, 20))
@@ -120,7 +121,7 @@ class ExportScriptTest(tf.test.TestCase):
       export_script.run(self._job(export_dir="/x"))
     with self.assertRaisesRegex(publish.PublishError, "gs://BUCKET/models/NAME"):
       export_script.run(self._job(publish_to="s3://x/y"))
-    with self.assertRaisesRegex(export.ExportError, "holds no checkpoint"):
+    with self.assertRaisesRegex(errors.UserInputError, "holds no checkpoint"):
       export_script.run(self._job(model_dir=self.create_tempdir().full_path,
                                   data_dir=self.data_dir))
     with self.assertRaisesRegex(errors.UserInputError, "unknown model"):
