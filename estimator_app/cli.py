@@ -14,6 +14,24 @@ from input_fns import errors  # pylint: disable=g-import-not-at-top
 
 EXIT_USER_ERROR = 2
 
+# A path the user named that cannot be used (under a regular file, not writable, a directory
+# where a file is expected) is their input, not a bug: report it in one line like any other.
+_PATH_ERRORS = (NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+# tf.io.gfile raises these for the same causes; they carry no graph op (a runtime failure in a
+# graph does, and keeps its traceback).
+_TF_PATH_ERROR_NAMES = ("FailedPreconditionError", "PermissionDeniedError",
+                        "AlreadyExistsError")
+
+
+def _path_error_message(e: BaseException):
+  """The one-line message for a bad-path error, or None if `e` is not one."""
+  if isinstance(e, _PATH_ERRORS):
+    return f"cannot use path {e.filename!r}: {e.strerror}" if e.filename else str(e)
+  if (type(e).__name__ in _TF_PATH_ERROR_NAMES and type(e).__module__.startswith("tensorflow")
+      and getattr(e, "op", True) is None):
+    return f"cannot use path: {getattr(e, 'message', e)}"
+  return None
+
 
 def run(main: Callable) -> None:
   """app.run(main), turning UserInputError into `error: <message>` and exit code 2."""
@@ -24,6 +42,13 @@ def run(main: Callable) -> None:
     except errors.UserInputError as e:
       logging.flush()
       print(f"error: {e}", file=sys.stderr)
+      sys.exit(EXIT_USER_ERROR)
+    except Exception as e:  # pylint: disable=broad-except
+      message = _path_error_message(e)
+      if message is None:
+        raise
+      logging.flush()
+      print(f"error: {message}", file=sys.stderr)
       sys.exit(EXIT_USER_ERROR)
 
   logging.set_verbosity(logging.INFO)
