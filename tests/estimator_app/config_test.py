@@ -67,6 +67,15 @@ class ConfigTest(tf.test.TestCase, parameterized.TestCase):
     # Optimization changes are not architecture changes.
     config_lib.check_resumable(base, config_lib.apply_hparams(base, "learning_rate=0.5"))
 
+  def test_example_experiments_in_docs_load(self):
+    folder = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "experiments")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+    self.assertNotEmpty(names)
+    for name in names:
+      cfg = config_lib.load_file(os.path.join(folder, name))
+      with open(os.path.join(folder, name)) as f:
+        self.assertEqual(cfg.model, json.load(f).get("model", cfg.model), name)
+
   def test_paths_resolve_against_working_directory(self):
     cfg = config_lib.from_dict(
         {"data": {"data_dir": "d", "train_data": "a:0.7,gs://b/c:0.3", "eval_sets": "x=e"},
