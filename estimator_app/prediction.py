@@ -38,7 +38,18 @@ def _rows(predictions: Iterable[Dict[str, Any]], sources: Iterable[Any],
 
 def predict_records(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: str,
                     checkpoint: str) -> Iterator[Dict[str, Any]]:
-  """Rows for every example of a split, in file order; source = "<split>:<index>"."""
+  """Rows for every example of a split, in file order; source = "<split>:<index>".
+
+  Raises:
+    errors.UserInputError: the dataset's feature spec differs from the one the model was
+      trained on (its graph would not build on these features).
+  """
+  trained_on = manifest_lib.read(cfg.data.data_dir).spec if tf.io.gfile.exists(
+      os.path.join(cfg.data.data_dir, manifest_lib.FILENAME)) else None
+  if trained_on is not None and trained_on != m.spec:
+    raise errors.UserInputError(
+        f"{m.directory} has a different feature spec from {cfg.data.data_dir}, the data "
+        f"this model was trained on")
   estimator = runner.build_estimator(cfg, m.spec)
   input_fn = runner.eval_input_fn(cfg, m, split, ordered=True)
   # Read eagerly before predict(): its generator holds a graph context while it yields.
@@ -100,6 +111,19 @@ def write_rows(rows: Iterable[Dict[str, Any]], path: str, fmt: str) -> int:
   tf.io.gfile.makedirs(os.path.dirname(path) or ".")
   tmp = path + ".tmp"
   n = 0
+  try:
+    n = _write_tmp(rows, tmp, fmt)
+  except BaseException:
+    # A failed run must not leave a partial file beside the output.
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
+    raise
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+  return n
+
+
+def _write_tmp(rows: Iterable[Dict[str, Any]], tmp: str, fmt: str) -> int:
+  n = 0
   with tf.io.gfile.GFile(tmp, "w") as f:
     writer = None
     for row in rows:
@@ -113,5 +137,4 @@ def write_rows(rows: Iterable[Dict[str, Any]], path: str, fmt: str) -> int:
           writer.writeheader()
         writer.writerow(flat)
       n += 1
-  tf.io.gfile.rename(tmp, path, overwrite=True)
   return n
