@@ -1,6 +1,7 @@
 """What every script's __main__ shares: quiet TF logs, and user errors as one clear line."""
 
 import os
+import re
 import sys
 from typing import Callable
 
@@ -23,8 +24,19 @@ _TF_PATH_ERROR_NAMES = ("FailedPreconditionError", "PermissionDeniedError",
                         "AlreadyExistsError")
 
 
+# model_fns check labels in the graph (tf.debugging asserts with these messages); a record
+# that fails them is bad data, which the user fixes, not a bug.
+_LABEL_ASSERT = re.compile(r"labels must be [<>]=? ?[\w=]+")
+
+
 def _path_error_message(e: BaseException):
-  """The one-line message for a bad-path error, or None if `e` is not one."""
+  """The one-line message for a bad-path or bad-label error, or None if `e` is neither."""
+  if type(e).__name__ == "InvalidArgumentError" and type(e).__module__.startswith("tensorflow"):
+    found = _LABEL_ASSERT.search(str(e))
+    if found:
+      return (f"a record's label is out of range ({found.group(0)}): the dataset's records do "
+              "not match its manifest's label_names")
+    return None
   if isinstance(e, _PATH_ERRORS):
     return f"cannot use path {e.filename!r}: {e.strerror}" if e.filename else str(e)
   if (type(e).__name__ in _TF_PATH_ERROR_NAMES and type(e).__module__.startswith("tensorflow")
