@@ -2,12 +2,16 @@ r"""Benchmarks measured side by side in one run, printed as a table of medians a
 
   ./bazelw run //scripts:benchmark -- --suite=input
   ./bazelw run //scripts:benchmark -- --suite=all --output=/tmp/bench.json
+  ./bazelw run //scripts:benchmark -- --suite=train,serve --scale=0.1   # smoke run
 
 Suites live in estimator_app/benchmarks/; adding one is one module plus one line in _SUITES.
-Each suite's run(options) returns (figures, ratios).
+Each suite's run(options) returns (figures, ratios); a suite's per-model ratios are a dict under
+the model's name and are merged across suites. --suite=all runs every suite except `accuracy`
+(a long training run, not a speed measurement; ask for it by name). With --output=FILE.json the
+JSON's top-level `ratios` holds, per model (dnn, lenet5), input_overhead, vs_keras_fit,
+vs_feed_dict and writer_vs_naive, and FILE.png beside it charts them against the targets.
 """
 
-import json
 import os
 import platform
 import time
@@ -17,13 +21,19 @@ from absl import flags
 
 from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import options as options_lib
+from estimator_app.benchmarks import report
 
 # name -> "module path" of a suite; imported lazily so one suite's deps don't slow another.
 _SUITES = {
     "accuracy": "estimator_app.benchmarks.accuracy_suite",
     "input": "estimator_app.benchmarks.input_suite",
+    "train": "estimator_app.benchmarks.train_suite",
     "write": "estimator_app.benchmarks.write_suite",
+    "serve": "estimator_app.benchmarks.serve_suite",
+    "startup": "estimator_app.benchmarks.startup_suite",
 }
+# Suites --suite=all runs (accuracy trains to convergence: minutes, and it measures no speed).
+_ALL = ("input", "train", "write", "serve", "startup")
 
 _SUITE = flags.DEFINE_string("suite", "all", "Comma-separated suites, or 'all'.")
 _REPETITIONS = flags.DEFINE_integer("repetitions", 3, "Measured rounds per variant (>= 3).")
@@ -36,7 +46,7 @@ def main(argv):
   del argv
   import importlib
   import tempfile
-  names = list(_SUITES) if _SUITE.value == "all" else _SUITE.value.split(",")
+  names = list(_ALL) if _SUITE.value == "all" else _SUITE.value.split(",")
   unknown = [n for n in names if n not in _SUITES]
   if unknown:
     raise app.UsageError(f"unknown --suite {unknown}; known: {', '.join(_SUITES)}, all")
@@ -48,14 +58,21 @@ def main(argv):
     suite = importlib.import_module(_SUITES[name])
     f, r = suite.run(opts)
     figures.extend(f)
-    ratios.update(r)
-  print(harness.format_table(figures, {k: v for k, v in ratios.items() if isinstance(v, float)}))
+    report.merge_ratios(ratios, r)
+  report.add_model_ratios(ratios, figures)
+  print(harness.format_table(figures, report.flat_ratios(ratios)))
+  print(report.targets_summary(ratios))
   if _OUTPUT.value:
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(),
-            "cpus": os.cpu_count(), "suites": names, "repetitions": opts.repetitions}
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "host": platform.node(), "cpus": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version(), "suites": names,
+            "repetitions": opts.repetitions, "scale": opts.scale}
     with open(_OUTPUT.value, "w") as f:
       f.write(harness.to_json(figures, ratios, meta))
     print(f"wrote {_OUTPUT.value}")
+    png = os.path.splitext(_OUTPUT.value)[0] + ".png"
+    if report.chart(ratios, png):
+      print(f"wrote {png}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""Serving speed of the exported SavedModel: single-example latency and batch-64 throughput.
+
+  ./bazelw run //scripts:benchmark -- --suite=serve
+  ./bazelw run //scripts:benchmark -- --suite=serve --repetitions=3 --scale=0.1   # smoke run
+
+For `dnn` and `lenet5` (registered default hparams, MNIST-sized 28x28x1 uint8 input, 10
+classes), a checkpoint is made by a few Estimator training steps and exported with
+export.write_saved_model (the same graph and signatures export_version writes). The SavedModel
+is loaded in-process with tf.saved_model.load and called through its signatures:
+
+  serve/<model>/<signature>/single_p50, single_p99   ms per call with one example
+  serve/<model>/<signature>/batch64                  examples/s with 64 examples per call
+
+for signature serving_default (raw uint8 image tensor) and classification (serialized
+tf.Example strings, parsed in the graph). Every call includes the Python function-call
+overhead of the loaded ConcreteFunction and the copy of the result to numpy, as an in-process
+client would pay; TF Serving's C++ path pays less. Variants are alternated (harness.alternate,
+one warm-up call each); p99 is taken over each repetition's calls like p50.
+"""
+
+import os
+import tempfile
+import time
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from estimator_app import export
+from estimator_app.benchmarks import harness
+from estimator_app.benchmarks import input_suite
+from estimator_app.benchmarks import options as options_lib
+from estimator_app.benchmarks import train_suite
+from model_fns import registry
+
+SUITE = "serve"
+MODELS = train_suite.MODELS
+SIGNATURES = (export.SERVING_DEFAULT, export.CLASSIFICATION)
+BATCH = 64
+
+
+def export_model(model: str, work_dir: str, images: np.ndarray, labels: np.ndarray) -> str:
+  """Trains `model` for a few steps and writes its SavedModel; returns the export directory."""
+  model_dir = tempfile.mkdtemp(prefix=f"serve-{model}-", dir=work_dir)
+  estimator = tf.estimator.Estimator(
+      train_suite.project_model_fn(model),
+      config=tf.estimator.RunConfig(model_dir=model_dir, tf_random_seed=0))
+  estimator.train(lambda: input_suite._prebatched(images, labels), steps=5)
+  model_def = registry.get(model)
+  serving = export.ServingModel(model_def, model_def.hparams_cls(), input_suite.SPEC,
+                                input_suite.CHAIN, train_suite.train_config())
+  export_dir = os.path.join(model_dir, "export")
+  export.write_saved_model(export_dir, serving, estimator.latest_checkpoint())
+  return export_dir
+
+
+def _caller(fn, signature: str, images: np.ndarray) -> Callable[[int, int], None]:
+  """call(start, size): one request of `size` examples starting at index `start`."""
+  if signature == export.CLASSIFICATION:
+    serialized = np.array([input_suite.SPEC.encode({"image": x}, 0) for x in images],
+                          dtype=object)
+
+    def call(start, size):
+      out = fn(inputs=tf.constant(serialized[start:start + size]))
+      out["scores"].numpy()
+  else:
+
+    def call(start, size):
+      out = fn(image=tf.constant(images[start:start + size]))
+      out["probabilities"].numpy()
+  return call
+
+
+def latency(call, requests: int, pool: int, p99s: List[float]) -> Callable[[], float]:
+  """A measurement: p50 ms of `requests` single-example calls; appends that round's p99."""
+
+  def measure():
+    times = np.empty(requests)
+    for i in range(requests):
+      start = time.perf_counter()
+      call(i % pool, 1)
+      times[i] = time.perf_counter() - start
+    p50, p99 = np.percentile(times * 1000.0, [50, 99])
+    p99s.append(float(p99))
+    return float(p50)
+
+  return measure
+
+
+def throughput(call, requests: int, pool: int) -> Callable[[], float]:
+  """A measurement: examples/s of `requests` calls of BATCH examples each."""
+  starts = list(range(0, pool - BATCH + 1, BATCH))
+
+  def measure():
+    begin = time.perf_counter()
+    for i in range(requests):
+      call(starts[i % len(starts)], BATCH)
+    return requests * BATCH / (time.perf_counter() - begin)
+
+  return measure
+
+
+def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[str, object]]:
+  """Measures every model x signature `opts.repetitions` times, alternated.
+
+  Returns:
+    (figures, ratios): p50/p99 latency (ms) and batch-64 throughput (examples/s) per model and
+    signature; ratios[model] holds p50_ms, p99_ms and batch64 per signature (context, no target).
+  """
+  requests = max(int(500 * opts.scale), 50)
+  batch_requests = max(int(200 * opts.scale), 20)
+  images, labels = input_suite.synthetic(2000)
+  os.makedirs(opts.work_dir, exist_ok=True)
+  variants, p99s = {}, {}
+  loaded = {}
+  for model in MODELS:
+    loaded[model] = tf.saved_model.load(export_model(model, opts.work_dir, images, labels))
+    for signature in SIGNATURES:
+      call = _caller(loaded[model].signatures[signature], signature, images[:BATCH * 8])
+      key = f"serve/{model}/{signature}"
+      p99s[key] = []
+      variants[f"{key}/single_p50"] = latency(call, requests, BATCH * 8, p99s[key])
+      variants[f"{key}/batch64"] = throughput(call, batch_requests, BATCH * 8)
+  samples = harness.alternate(variants, repetitions=opts.repetitions)
+  figures = []
+  for name, s in samples.items():
+    if name.endswith("/single_p50"):
+      key = name[:-len("/single_p50")]
+      figures.append(harness.figure(SUITE, name, "ms", s))
+      # The first entries are the warm-up call's.
+      figures.append(harness.figure(SUITE, f"{key}/single_p99", "ms",
+                                    p99s[key][-opts.repetitions:]))
+    else:
+      figures.append(harness.figure(SUITE, name, "examples/s", s))
+  med = {f.name: f.median for f in figures}
+  ratios: Dict[str, object] = {}
+  for model in MODELS:
+    ratios[model] = {
+        f"serve_{signature}_{what}": med[f"serve/{model}/{signature}/{what}"]
+        for signature in SIGNATURES for what in ("single_p50", "single_p99", "batch64")}
+  return figures, ratios
