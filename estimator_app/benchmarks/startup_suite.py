@@ -97,9 +97,13 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
   os.makedirs(opts.work_dir, exist_ok=True)
   accuracy_suite.digits_dataset(opts.work_dir)  # written once to <work_dir>/digits
   data_dir = os.path.join(opts.work_dir, "digits")
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  # Nothing of this process's Bazel runfiles setup leaks into the children: its PYTHONPATH
+  # holds runfiles packages with generated __init__.py files that would shadow the source tree.
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith(("BUILD_", "RUNFILES", "PYTHON"))}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
   src = source_root()
-  py_env = dict(env, PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]))
+  py_env = dict(env, PYTHONPATH=src)
   variants = {
       "startup/python_to_first_step": lambda: time_to_first_step(
           [sys.executable, "-m", "scripts.train", *_train_args(data_dir, opts.work_dir)],
@@ -107,11 +111,9 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
   }
   root = workspace_root()
   if root:
-    bazel_env = {k: v for k, v in env.items()
-                 if not k.startswith(("BUILD_", "RUNFILES", "PYTHON"))}
     variants["startup/bazel_run_to_first_step"] = lambda: time_to_first_step(
         ["./bazelw", "run", "//scripts:train", "--", *_train_args(data_dir, opts.work_dir)],
-        root, bazel_env)
+        root, env)
   samples = harness.alternate(variants, repetitions=opts.repetitions)
   figures = [harness.figure(SUITE, name, "s", s) for name, s in samples.items()]
   med = {f.name: f.median for f in figures}
