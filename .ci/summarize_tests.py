@@ -18,6 +18,10 @@ def main(root: str) -> int:
       print(f"ci: unreadable test log {xml}")
       continue
     for case in tree.iter("testcase"):
+      # tf.test.TestCase inherits a deprecated `test_session` method that absltest lists as a
+      # suppressed test in every TF test class; it is not one of ours.
+      if case.get("name") == "test_session" and case.get("result") == "suppressed":
+        continue
       if case.find("failure") is not None or case.find("error") is not None:
         failed += 1
       elif case.find("skipped") is not None or case.get("result") == "suppressed":
