@@ -29,6 +29,27 @@ _TF_PATH_ERROR_NAMES = ("FailedPreconditionError", "PermissionDeniedError",
 _LABEL_ASSERT = re.compile(r"labels must be [<>]=? ?[\w=]+")
 
 
+# Credentials a user may have put in a URL (query tokens, user:password@) must not reach logs.
+_URL_SECRETS = (
+    re.compile(r"(?i)([?&](?:access_token|token|key|sig|signature|x-goog-signature|"
+               r"x-goog-credential|password|secret)=)[^&\s/]+"),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@"),
+)
+
+
+def redact(text: str) -> str:
+  """`text` with URL credentials replaced by REDACTED."""
+  text = _URL_SECRETS[0].sub(r"\1REDACTED", text)
+  return _URL_SECRETS[1].sub(r"\1REDACTED@", text)
+
+
+def _print_error(message: str) -> None:
+  logging.flush()
+  # One line, always: TF errors carry "\n\t when reading ..." continuations.
+  line = re.sub(r"\s*\n\s*", " ", str(message).strip())
+  print(f"error: {redact(line)}", file=sys.stderr)
+
+
 def _path_error_message(e: BaseException):
   """The one-line message for a bad-path or bad-label error, or None if `e` is neither."""
   if type(e).__name__ == "InvalidArgumentError" and type(e).__module__.startswith("tensorflow"):
@@ -52,15 +73,13 @@ def run(main: Callable) -> None:
     try:
       return main(argv)
     except errors.UserInputError as e:
-      logging.flush()
-      print(f"error: {e}", file=sys.stderr)
+      _print_error(str(e))
       sys.exit(EXIT_USER_ERROR)
     except Exception as e:  # pylint: disable=broad-except
       message = _path_error_message(e)
       if message is None:
         raise
-      logging.flush()
-      print(f"error: {message}", file=sys.stderr)
+      _print_error(message)
       sys.exit(EXIT_USER_ERROR)
 
   logging.set_verbosity(logging.INFO)
