@@ -27,7 +27,11 @@ class DiagnoseTest(tf.test.TestCase):
     self.assertGreater(result.model_examples_per_sec, 0)
     self.assertAlmostEqual(result.headroom,
                            result.input_examples_per_sec / result.model_examples_per_sec)
-    self.assertEqual(result.input_bound, result.headroom < diagnose.HEADROOM)
+    self.assertGreater(result.trained_examples_per_sec, 0)
+    self.assertAlmostEqual(result.loss,
+                           1 - result.trained_examples_per_sec / result.model_examples_per_sec)
+    self.assertEqual(result.input_bound, result.headroom < diagnose.HEADROOM
+                     or result.loss > diagnose.MAX_LOSS)
     files = [os.path.join(d, f) for d, _, fs in os.walk(log_dir) for f in fs]
     self.assertTrue(any("tfevents" in f for f in files), files)
     self.assertTrue(any(f.endswith(".xplane.pb") for f in files), files)  # the profile
@@ -36,6 +40,11 @@ class DiagnoseTest(tf.test.TestCase):
     self.assertIn("INPUT-BOUND", diagnose.advise(1000.0, 2000.0))
     self.assertIn("--cache", diagnose.advise(1000.0, 2000.0))
     self.assertIn("NOT input-bound", diagnose.advise(5000.0, 2000.0))
+    self.assertIn("NOT input-bound", diagnose.advise(5000.0, 2000.0, 1900.0))
+    # Ample rate, but training from the input loses 25%: the shared-CPU case.
+    verdict = diagnose.advise(5000.0, 2000.0, 1500.0)
+    self.assertIn("INPUT-BOUND", verdict)
+    self.assertIn("losing 25% of the in-memory speed", verdict)
 
 
 if __name__ == "__main__":
