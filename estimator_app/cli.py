@@ -1,5 +1,6 @@
 """What every script's __main__ shares: quiet TF logs, and user errors as one clear line."""
 
+import errno
 import os
 import re
 import sys
@@ -58,6 +59,11 @@ def _path_error_message(e: BaseException):
       return (f"a record's label is out of range ({found.group(0)}): the dataset's records do "
               "not match its manifest's label_names")
     return None
+  if isinstance(e, OSError) and e.errno == errno.ENOSPC:  # a full disk: the user frees space
+    return f"cannot write {e.filename or ''}: {e.strerror}".replace("write :", "write:")
+  if (type(e).__name__ == "ResourceExhaustedError" and type(e).__module__.startswith("tensorflow")
+      and getattr(e, "op", True) is None):  # tf.io.gfile's ENOSPC
+    return f"cannot write: {getattr(e, 'message', e)}"
   if isinstance(e, _PATH_ERRORS):
     return f"cannot use path {e.filename!r}: {e.strerror}" if e.filename else str(e)
   if (type(e).__name__ in _TF_PATH_ERROR_NAMES and type(e).__module__.startswith("tensorflow")
