@@ -36,7 +36,9 @@ class StartupSuiteTest(tf.test.TestCase):
     env = {k: v for k, v in os.environ.items() if k != "BUILD_WORKSPACE_DIRECTORY"}
     with tf.compat.v1.test.mock.patch.dict(os.environ, env, clear=True):
       self.assertIsNone(startup_suite.workspace_root())
-    self.assertTrue(os.path.exists(os.path.join(startup_suite.source_root(), "scripts")))
+    # Outside `bazel run` the children import from the tree this module was loaded from.
+    self.assertTrue(os.path.exists(os.path.join(
+        startup_suite.source_root(), "estimator_app", "benchmarks", "startup_suite.py")))
 
 
 if __name__ == "__main__":
