@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from estimator_app import checkpoints
+from estimator_app.benchmarks import diagnose
 from estimator_app import config as config_lib
 from estimator_app import distribution
 from estimator_app import early_stopping
@@ -446,6 +447,16 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   metrics = {PRIMARY_EVAL: _scalars(eval_result), **extra.last_results}
   return RunResult(global_step=int(metrics[PRIMARY_EVAL]["global_step"]), metrics=metrics,
                    model_dir=cfg.run.model_dir, exports=exports)
+
+
+def diagnose_input(cfg: config_lib.ExperimentConfig, create_default_data: bool = False,
+                   seconds: float = 5.0) -> diagnose.Diagnosis:
+  """Is this run input-bound? Measures the training input_fn against the model's consumption
+  (estimator_app/benchmarks/diagnose.py), logs the verdict and the knob to turn."""
+  data = open_data(cfg, create_default=create_default_data)
+  return diagnose.diagnose_input(train_input_fn(cfg, data), build_model_fn(cfg, data.spec),
+                                 seconds=seconds,
+                                 log_dir=os.path.join(cfg.run.model_dir, "diagnose_input"))
 
 
 def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: str,

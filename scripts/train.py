@@ -18,6 +18,10 @@ from estimator_app import paths
 from estimator_app import runner
 from scripts import experiment_flags
 
+_DIAGNOSE_INPUT = flags.DEFINE_boolean(
+    "diagnose_input", False, "Before training, measure the input pipeline alone for a few "
+    "seconds against what the model consumes, and log whether the run is input-bound and which "
+    "knob to turn (TensorBoard: <model_dir>/diagnose_input).")
 _FRESH = flags.DEFINE_boolean(
     "fresh", False, "If --model_dir already holds a run, move it aside (to <model_dir>.old-<time>) "
     "and start over instead of resuming.")
@@ -43,6 +47,8 @@ def summary(cfg: config_lib.ExperimentConfig, result: runner.RunResult) -> str:
 def main(argv):
   cfg = experiment_flags.config_from_flags()
   default_data = paths.resolve_path(config_lib.DataConfig().data_dir)
+  if _DIAGNOSE_INPUT.value:
+    runner.diagnose_input(cfg, create_default_data=cfg.data.data_dir == default_data)
   result = runner.train(cfg, fresh=_FRESH.value,
                         create_default_data=cfg.data.data_dir == default_data, argv=argv)
   print("\n" + summary(cfg, result))

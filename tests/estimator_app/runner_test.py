@@ -100,6 +100,15 @@ class RunnerTest(tf.test.TestCase):
     first = runner.train(cfg).exports["final"]
     self.assertEqual(runner.train(cfg).exports["final"], first)
 
+  def test_diagnose_input_measures_and_gives_a_verdict(self):
+    cfg = self._cfg()
+    d = runner.diagnose_input(cfg, seconds=0.5)
+    self.assertGreater(d.input_examples_per_sec, 0)
+    self.assertGreater(d.model_examples_per_sec, 0)
+    self.assertAllClose(d.headroom, d.input_examples_per_sec / d.model_examples_per_sec, rtol=1e-6)
+    self.assertIn("input", d.advice)
+    self.assertNotEmpty(tf.io.gfile.glob(os.path.join(cfg.run.model_dir, "diagnose_input", "**")))
+
   def test_bad_profile_steps(self):
     with self.assertRaisesRegex(config_lib.ConfigError, "--profile_steps='9,3'"):
       runner.parse_profile_steps("9,3")
