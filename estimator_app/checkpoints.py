@@ -134,7 +134,7 @@ def _finite(value: Any) -> bool:
     return False
 
 
-def _scalars(eval_result: Mapping[str, Any]) -> Dict[str, float]:
+def scalars(eval_result: Mapping[str, Any]) -> Dict[str, float]:
   """The JSON-able scalar metrics of an eval result (numpy scalars -> float; others dropped)."""
   out = {}
   for k, v in eval_result.items():
@@ -264,7 +264,7 @@ class BestCheckpointExporter(tf.estimator.Exporter):
       logging.warning("not keeping %s as a best checkpoint: %s=%s, loss=%s",
                       checkpoint_path, self._metric, value, eval_result.get("loss"))
       return None
-    return self.offer(self.best_dir(estimator), checkpoint_path, _scalars(eval_result))
+    return self.offer(self.best_dir(estimator), checkpoint_path, scalars(eval_result))
 
   def offer(self, best_dir: str, checkpoint_path: str, metrics: Mapping[str, float]) -> Optional[str]:
     """Ranks `checkpoint_path` by `metrics[metric]`; copies it in and prunes to N if it ranks."""

@@ -57,12 +57,7 @@ def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: 
       trained on, or the split does not exist.
   """
   m.shards(split)
-  trained_on = manifest_lib.read(cfg.data.data_dir).spec if tf.io.gfile.exists(
-      os.path.join(cfg.data.data_dir, manifest_lib.FILENAME)) else None
-  if trained_on is not None and trained_on != m.spec:
-    raise errors.UserInputError(
-        f"{m.directory} has a different feature spec from {cfg.data.data_dir}, the data "
-        f"this model was trained on")
+  runner.check_trained_spec(cfg, m)
   result = runner.evaluate(cfg, m, split, checkpoint, name=f"evaluate_{split}")
   matrix = result.pop(metrics_lib.CONFUSION_MATRIX, None)
   scalars = {k: float(v) for k, v in result.items() if np.ndim(v) == 0}

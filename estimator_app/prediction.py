@@ -44,12 +44,7 @@ def predict_records(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, 
     errors.UserInputError: the dataset's feature spec differs from the one the model was
       trained on (its graph would not build on these features).
   """
-  trained_on = manifest_lib.read(cfg.data.data_dir).spec if tf.io.gfile.exists(
-      os.path.join(cfg.data.data_dir, manifest_lib.FILENAME)) else None
-  if trained_on is not None and trained_on != m.spec:
-    raise errors.UserInputError(
-        f"{m.directory} has a different feature spec from {cfg.data.data_dir}, the data "
-        f"this model was trained on")
+  runner.check_trained_spec(cfg, m)
   estimator = runner.build_estimator(cfg, m.spec)
   input_fn = runner.eval_input_fn(cfg, m, split, ordered=True)
   # Read eagerly before predict(): its generator holds a graph context while it yields.

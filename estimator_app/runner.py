@@ -293,20 +293,10 @@ class _EvalSetsExporter(tf.estimator.Exporter):
     del export_path, eval_result, is_the_final_export
     for name, input_fn in self._input_fns.items():
       result = estimator.evaluate(input_fn, checkpoint_path=checkpoint_path, name=name)
-      self.last_results[name] = _scalars(result)
+      self.last_results[name] = checkpoints.scalars(result)
       logging.info("eval set %s at %s: %s", name, os.path.basename(checkpoint_path),
                    _format_metrics(self.last_results[name]))
     return None
-
-
-def _scalars(metrics: Mapping[str, object]) -> Dict[str, float]:
-  out = {}
-  for k, v in metrics.items():
-    try:
-      out[k] = float(v)
-    except (TypeError, ValueError):
-      continue  # non-scalar metrics (e.g. a confusion matrix) are reported by //scripts:evaluate
-  return out
 
 
 def _format_metrics(m: Mapping[str, float]) -> str:
@@ -434,19 +424,34 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
     # busy) and is the one task that runs the SavedModel exporters.
     eval_result, _ = distribution.final_evaluate_and_export(estimator, primary_eval, [])
     for name, input_fn in extra._input_fns.items():  # pylint: disable=protected-access
-      extra.last_results[name] = _scalars(estimator.evaluate(input_fn, name=name))
+      extra.last_results[name] = checkpoints.scalars(estimator.evaluate(input_fn, name=name))
   else:
     eval_result = outcome[0]
   if eval_result is None:  # resumed at or past train_steps: nothing new was evaluated
     eval_result = estimator.evaluate(primary_eval)
     for name, input_fn in extra._input_fns.items():  # pylint: disable=protected-access
-      extra.last_results[name] = _scalars(estimator.evaluate(input_fn, name=name))
+      extra.last_results[name] = checkpoints.scalars(estimator.evaluate(input_fn, name=name))
   exports = {}
   if final_exporter is not None:
     exports[FINAL_EXPORT] = _final_export(estimator, final_exporter, eval_result)
-  metrics = {PRIMARY_EVAL: _scalars(eval_result), **extra.last_results}
+  metrics = {PRIMARY_EVAL: checkpoints.scalars(eval_result), **extra.last_results}
   return RunResult(global_step=int(metrics[PRIMARY_EVAL]["global_step"]), metrics=metrics,
                    model_dir=cfg.run.model_dir, exports=exports)
+
+
+def check_trained_spec(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest) -> None:
+  """Refuses a dataset whose feature spec differs from the one the run trained on (the
+  model's graph would not build on its features).
+
+  Raises:
+    input_fns.errors.UserInputError: naming both directories.
+  """
+  if not tf.io.gfile.exists(os.path.join(cfg.data.data_dir, manifest_lib.FILENAME)):
+    return  # the training data is gone (another machine): nothing to compare with
+  if manifest_lib.read(cfg.data.data_dir).spec != m.spec:
+    raise config_lib.ConfigError(
+        f"{m.directory} has a different feature spec from {cfg.data.data_dir}, the data "
+        f"this model was trained on")
 
 
 def diagnose_input(cfg: config_lib.ExperimentConfig, create_default_data: bool = False,

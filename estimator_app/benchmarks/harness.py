@@ -12,6 +12,8 @@ import statistics
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
+import tensorflow as tf
+
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
@@ -54,6 +56,22 @@ def alternate(variants: Mapping[str, Callable[[], float]], repetitions: int = 3,
     for name, fn in variants.items():
       out[name].append(float(fn()))
   return out
+
+
+class StepTimer(tf.estimator.SessionRunHook):
+  """Times the training steps after the first `skip` (graph building, initialisation,
+  warm-up); `seconds` is set when the session ends."""
+
+  def __init__(self, skip: int):
+    self.skip, self.steps, self.start, self.seconds = skip, 0, None, None
+
+  def after_run(self, run_context, run_values):
+    self.steps += 1
+    if self.steps == self.skip:
+      self.start = time.perf_counter()
+
+  def end(self, session):
+    self.seconds = time.perf_counter() - self.start
 
 
 def figure(suite: str, name: str, unit: str, samples: Sequence[float]) -> Figure:

@@ -135,21 +135,6 @@ def train_step_rate(model: str, images: np.ndarray, labels: np.ndarray,
   return measure
 
 
-class _StepTimer(tf.estimator.SessionRunHook):
-  """Times the steps after the first `skip` (graph building, initialisation, warm-up)."""
-
-  def __init__(self, skip: int):
-    self.skip, self.steps, self.start, self.seconds = skip, 0, None, None
-
-  def after_run(self, run_context, run_values):
-    self.steps += 1
-    if self.steps == self.skip:
-      self.start = time.perf_counter()
-
-  def end(self, session):
-    self.seconds = time.perf_counter() - self.start
-
-
 def estimator_rate(model: str, images: np.ndarray, labels: np.ndarray, steps: int,
                    work_dir: str) -> Callable[[], float]:
   """A measurement: examples/s of Estimator.train steps on in-memory input."""
@@ -160,7 +145,7 @@ def estimator_rate(model: str, images: np.ndarray, labels: np.ndarray, steps: in
     config = tf.estimator.RunConfig(model_dir=model_dir, tf_random_seed=0,
                                     save_checkpoints_steps=None, save_checkpoints_secs=None,
                                     save_summary_steps=10**9, log_step_count_steps=10**9)
-    timer = _StepTimer(skip=20)
+    timer = harness.StepTimer(skip=20)
     tf.estimator.Estimator(model_fn, config=config).train(
         lambda: _prebatched(images, labels), steps=steps + timer.skip, hooks=[timer])
     tf.io.gfile.rmtree(model_dir)

@@ -86,21 +86,6 @@ def keras_model(model: str) -> tf.keras.Model:
   return tf.keras.Sequential(layers)
 
 
-class _StepTimer(tf.estimator.SessionRunHook):
-  """Times the steps after the first `skip` (graph building, initialisation, warm-up)."""
-
-  def __init__(self, skip: int):
-    self.skip, self.steps, self.start, self.seconds = skip, 0, None, None
-
-  def after_run(self, run_context, run_values):
-    self.steps += 1
-    if self.steps == self.skip:
-      self.start = time.perf_counter()
-
-  def end(self, session):
-    self.seconds = time.perf_counter() - self.start
-
-
 def estimator_rate(model: str, input_fn: Callable[[], tf.data.Dataset], steps: int,
                    work_dir: str) -> Callable[[], float]:
   """A measurement: examples/s of Estimator.train steps (fresh model_dir, no mid-run saves)."""
@@ -111,7 +96,7 @@ def estimator_rate(model: str, input_fn: Callable[[], tf.data.Dataset], steps: i
     config = tf.estimator.RunConfig(model_dir=model_dir, tf_random_seed=0,
                                     save_checkpoints_steps=None, save_checkpoints_secs=None,
                                     save_summary_steps=100, log_step_count_steps=10**9)
-    timer = _StepTimer(skip=SKIP)
+    timer = harness.StepTimer(skip=SKIP)
     tf.estimator.Estimator(model_fn, config=config).train(
         input_fn, steps=steps + SKIP, hooks=[timer])
     tf.io.gfile.rmtree(model_dir)
