@@ -95,10 +95,22 @@ def predict_images(cfg: config_lib.ExperimentConfig, spec: fs.FeatureSpec, paths
 
 
 def output_format(path: str, requested: str = "") -> str:
-  fmt = requested or ("csv" if path.lower().endswith(".csv") else "jsonl")
-  if fmt not in FORMATS:
-    raise errors.UserInputError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-  return fmt
+  """The output format: --format if given, else from --output's extension.
+
+  Raises:
+    errors.UserInputError: an unknown --format, or an extension that names neither format.
+  """
+  if requested:
+    if requested not in FORMATS:
+      raise errors.UserInputError(f"--format {requested!r} is not one of {', '.join(FORMATS)}")
+    return requested
+  ext = os.path.splitext(path)[1].lower().lstrip(".")
+  if ext in ("jsonl", "json", "ndjson"):
+    return "jsonl"
+  if ext == "csv":
+    return "csv"
+  raise errors.UserInputError(f"--output {path}: expected a .jsonl or .csv file, or give "
+                              f"--format={'|'.join(FORMATS)}")
 
 
 def write_rows(rows: Iterable[Dict[str, Any]], path: str, fmt: str) -> int:

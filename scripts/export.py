@@ -20,6 +20,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
+import tensorflow as tf
 from absl import flags
 
 from estimator_app import checkpoints
@@ -118,6 +119,9 @@ class Outcome:
 
 def _serving_model(job: ExportJob) -> Tuple[export.ServingModel, manifest_lib.Manifest]:
   """The model as the run trained it: its saved config, overridden by the flags given."""
+  if job.model_dir and not job.export_dir and not tf.io.gfile.isdir(job.model_dir):
+    raise export.ExportError(f"--model_dir {job.model_dir} does not exist (expected a run "
+                             f"made by //scripts:train)")
   saved = config_lib.load_saved(job.model_dir) if job.model_dir else None
   name = job.model or (saved.model if saved else registry.DEFAULT_MODEL)
   model_def = registry.get(name)
