@@ -7,7 +7,7 @@ trap 'rm -rf "$tmp"' EXIT
 python3.11 -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install -q -r "$root/requirements.in"
 {
-  echo "# Generated from requirements.in by tools/update_lock.sh on Python 3.11; do not edit by hand."
+  echo "# Generated from requirements.in by third_party/update_lock.sh on Python 3.11; do not edit by hand."
   "$tmp/venv/bin/python" -m pip freeze --all | grep -v -E '^(pip|setuptools|wheel)=='
 } > "$root/requirements_lock.txt"
 echo "wrote $root/requirements_lock.txt"
