@@ -59,11 +59,7 @@ def build_logits(features, spec: fs.FeatureSpec, hp: HParams, training: bool) ->
   """Returns float32 logits [B, spec.num_classes] (see the model contract in registry.py)."""
   layers.check_kind(NAME, spec, INPUT_KINDS)
   with tf.name_scope(NAME):
-    if spec.kind == fs.TOKENS:
-      x = layers.bag_of_embeddings(layers.token_ids(features, spec), spec.vocab_size,
-                                   hp.embedding_dim, hp.combiner)
-    else:
-      x = tf.keras.layers.Flatten(name="flatten")(layers.float_input(features, spec))
+    x = layers.flat_input(features, spec, hp.embedding_dim, hp.combiner)
     x = layers.dense_stack(x, hp.hidden_units, hp.activation, hp.dropout, hp.batch_norm,
                            training, hp.batch_norm_momentum)
     return layers.output_logits(x, spec)

@@ -150,3 +150,11 @@ def bag_of_embeddings(ids: tf.Tensor, vocab_size: int, dim: int, combiner: str,
 
 
 COMBINERS = ("sum", "mean", "sqrtn")
+
+
+def flat_input(features, spec: fs.FeatureSpec, embedding_dim: int, combiner: str) -> tf.Tensor:
+  """The input as one vector per example: a bag of token embeddings for TOKENS, the flattened
+  float input otherwise (what `linear` and `dnn` read)."""
+  if spec.kind == fs.TOKENS:
+    return bag_of_embeddings(token_ids(features, spec), spec.vocab_size, embedding_dim, combiner)
+  return tf.keras.layers.Flatten(name="flatten")(float_input(features, spec))

@@ -41,9 +41,5 @@ def build_logits(features, spec: fs.FeatureSpec, hp: HParams, training: bool) ->
   del training  # no dropout or batch norm: train and eval graphs are the same
   layers.check_kind(NAME, spec, INPUT_KINDS)
   with tf.name_scope(NAME):
-    if spec.kind == fs.TOKENS:
-      x = layers.bag_of_embeddings(layers.token_ids(features, spec), spec.vocab_size,
-                                   hp.embedding_dim, hp.combiner)
-    else:
-      x = tf.keras.layers.Flatten(name="flatten")(layers.float_input(features, spec))
+    x = layers.flat_input(features, spec, hp.embedding_dim, hp.combiner)
     return layers.output_logits(x, spec)

@@ -26,6 +26,8 @@ import time
 from typing import Callable, Optional
 
 import tensorflow as tf
+
+from estimator_app.benchmarks import harness
 from absl import logging
 
 # The input must deliver this many times what the model consumes to leave the model idle
@@ -55,15 +57,6 @@ class Diagnosis:
   advice: str
 
 
-@tf.function
-def _drain(iterator, batches):
-  n = tf.constant(0, tf.int64)
-  for _ in tf.range(batches):
-    _, labels = next(iterator)
-    n += tf.shape(labels, out_type=tf.int64)[0]
-  return n
-
-
 def input_rate(input_fn: Callable[[], tf.data.Dataset], seconds: float,
                log_dir: Optional[str] = None) -> float:
   """Examples/s of the input_fn's dataset drained for about `seconds` (after a warm-up).
@@ -71,13 +64,13 @@ def input_rate(input_fn: Callable[[], tf.data.Dataset], seconds: float,
   With log_dir, the timed part runs under the TensorFlow profiler writing to log_dir.
   """
   iterator = iter(input_fn())
-  _drain(iterator, tf.constant(5))  # trace the loop, open files, fill the shuffle buffer
+  harness.drain(iterator, tf.constant(5))  # trace the loop, open files, fill the shuffle buffer
   chunk, examples, start = 10, 0, time.perf_counter()
   if log_dir:
     tf.profiler.experimental.start(log_dir)
   try:
     while time.perf_counter() - start < seconds:
-      examples += int(_drain(iterator, tf.constant(chunk)))
+      examples += int(harness.drain(iterator, tf.constant(chunk)))
       chunk = min(chunk * 2, 1000)
   finally:
     if log_dir:

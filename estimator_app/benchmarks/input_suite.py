@@ -69,23 +69,13 @@ def write_data(work_dir: str, images: np.ndarray, labels: np.ndarray) -> manifes
                               source={"format": "synthetic", "n": len(labels)})
 
 
-@tf.function
-def _drain(iterator, batches):
-  """Pulls `batches` batches in a graph loop; returns examples seen."""
-  n = tf.constant(0, tf.int64)
-  for _ in tf.range(batches):
-    _, labels = next(iterator)
-    n += tf.shape(labels, out_type=tf.int64)[0]
-  return n
-
-
 def _input_rate(ds: tf.data.Dataset, batches: int) -> Callable[[], float]:
   """A measurement: examples/s of draining `batches` more batches from one long-lived iterator."""
   iterator = iter(ds)
 
   def measure():
     start = time.perf_counter()
-    n = int(_drain(iterator, tf.constant(batches)))
+    n = int(harness.drain(iterator, tf.constant(batches)))
     return n / (time.perf_counter() - start)
 
   return measure
@@ -178,7 +168,7 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
       "input/in_memory_tensors": _input_rate(in_memory(images, labels, seed), batches),
   }
   # One untimed epoch fills the cache, so the cached figure is what later epochs get.
-  _drain(iter(cached()), tf.constant(n // BATCH + 1))
+  harness.drain(iter(cached()), tf.constant(n // BATCH + 1))
   for model in MODELS:
     variants[f"{model}/train_steps"] = train_step_rate(model, images, labels, steps)
     variants[f"{model}/estimator_train"] = estimator_rate(model, images, labels, steps,
