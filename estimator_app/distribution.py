@@ -560,6 +560,27 @@ def wait_for_path(path: str, timeout_secs: float, what: str, poll_secs: float = 
     time.sleep(poll_secs)
 
 
+def own_event_files(task: Optional[ClusterTask], logdirs: Sequence[str]) -> None:
+  """Gives this task's event files in `logdirs` names no other task of the cluster uses.
+
+  TF1 event files are named events.out.tfevents.<seconds>.<hostname>, with no process id: two
+  tasks on one host (a local cluster, or containers sharing a hostname) that open a writer on
+  the same directory in the same second append to one file and corrupt it. The chief's final
+  evaluation and the evaluator's last one both write model_dir/eval at the end of a run.
+  Estimator.evaluate writes through FileWriterCache, so this puts in the cache, for each
+  directory, a writer whose file names end in ".<task type>-<index>". No-op without a cluster.
+  """
+  if task is None:
+    return
+  suffix = f".{task.task_type}-{task.task_index}"
+  cache = tf.compat.v1.summary.FileWriterCache
+  with cache._lock, tf.Graph().as_default():  # pylint: disable=protected-access
+    for logdir in logdirs:  # (a v1 FileWriter must be made in graph mode; it writes any graph's)
+      if logdir not in cache._cache:  # pylint: disable=protected-access
+        cache._cache[logdir] = tf.compat.v1.summary.FileWriter(  # pylint: disable=protected-access
+            logdir, filename_suffix=suffix)
+
+
 def final_evaluate_and_export(estimator: tf.estimator.Estimator, eval_input_fn,
                               exporters: Sequence[tf.estimator.Exporter] = (),
                               name: Optional[str] = None):

@@ -402,6 +402,9 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
                               task=task, strategies=strategies)
   primary_eval = eval_input_fn(cfg, data.primary)
   extra = _EvalSetsExporter({name: eval_input_fn(cfg, m) for name, m in data.eval_sets.items()})
+  # The chief and the evaluator both evaluate the final checkpoint into the same directories.
+  distribution.own_event_files(task, [estimator.eval_dir()] +
+                               [estimator.eval_dir(name) for name in data.eval_sets])
   exporters = [extra] if data.eval_sets else []
   if cfg.run.keep_best > 0:
     exporters.append(checkpoints.BestCheckpointExporter(

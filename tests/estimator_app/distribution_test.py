@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from unittest import mock
 
 import tensorflow as tf
@@ -268,6 +269,52 @@ class MirroredTest(tf.test.TestCase):
                          train_steps=20)
     self.assertEqual(result["global_step"], 20)
     self.assertLess(result["metrics"]["loss"], 2.3)
+
+
+# Writes 50 eval-like summaries into argv[1] as the TF_CONFIG task in argv[2], starting at the
+# wall-clock second argv[3], so two of these open their event files in the same second.
+_EVENT_WRITER = """
+import sys, time
+import tensorflow as tf
+from estimator_app import distribution
+logdir, tf_config, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+distribution.own_event_files(distribution.parse_tf_config(tf_config), [logdir])
+time.sleep(max(0.0, start - time.time()))
+with tf.Graph().as_default():
+  writer = tf.compat.v1.summary.FileWriterCache.get(logdir)
+for step in range(50):
+  writer.add_summary(tf.compat.v1.Summary(value=[
+      tf.compat.v1.Summary.Value(tag="accuracy", simple_value=step / 50)]), step)
+  writer.flush()
+"""
+
+
+class EventFilesTest(tf.test.TestCase):
+
+  def test_tasks_on_one_host_never_share_an_event_file(self):
+    # The chief's final evaluation and the evaluator's both write model_dir/eval at the end of
+    # a run; TF1 event file names carry only the second and the hostname.
+    logdir = self.create_tempdir().full_path
+    start = str(int(time.time()) + 3 + 0.2)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    procs = [subprocess.Popen([sys.executable, "-c", _EVENT_WRITER, logdir,
+                               _tf_config(task_type=t, index=0), start], env=env)
+             for t in ("chief", "evaluator")]
+    for proc in procs:
+      self.assertEqual(proc.wait(timeout=120), 0)
+    files = sorted(os.listdir(logdir))
+    self.assertLen(files, 2)
+    self.assertTrue(files[0].endswith(".chief-0"), files)
+    self.assertTrue(files[1].endswith(".evaluator-0"), files)
+    for name in files:
+      steps = [e.step for e in tf.compat.v1.train.summary_iterator(os.path.join(logdir, name))
+               if e.summary.value]
+      self.assertEqual(steps, list(range(50)), name)
+
+  def test_without_a_cluster_the_cache_is_untouched(self):
+    logdir = self.create_tempdir().full_path
+    distribution.own_event_files(None, [logdir])
+    self.assertNotIn(logdir, tf.compat.v1.summary.FileWriterCache._cache)  # pylint: disable=protected-access
 
 
 class XlaTest(tf.test.TestCase):
