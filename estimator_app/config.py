@@ -18,6 +18,7 @@ the file or flag, the section and the key.
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -151,6 +152,7 @@ class ExperimentConfig:
   def __post_init__(self):
     if self.hparams is None:
       object.__setattr__(self, "hparams", registry.get(self.model).hparams_cls())
+    _check_steps_per_run(self.optimization.steps_per_run, self.run)
 
   @property
   def model_def(self) -> registry.ModelDef:
@@ -168,6 +170,25 @@ class ExperimentConfig:
 
   def to_json(self) -> str:
     return json.dumps(self.to_json_dict(), indent=2, sort_keys=True)
+
+
+def _check_steps_per_run(k: int, run: RunSettings) -> None:
+  """Every cadence in global steps must be a multiple of steps_per_run: hooks see the global
+  step only after each session.run, so run K steps at a time and a checkpoint due at step 500
+  would land at the next multiple of K, and training would stop past train_steps."""
+  if k == 1:
+    return
+  cadences = {"train_steps": run.train_steps, "save_checkpoints_steps": run.save_checkpoints_steps,
+              "log_every_steps": run.log_every_steps}
+  if run.quick_eval_steps > 0:
+    cadences["quick_eval_steps"] = run.quick_eval_steps
+  bad = [f"--{name}={value}" for name, value in cadences.items() if value % k]
+  if bad:
+    fits = math.gcd(*cadences.values())
+    raise ConfigError(
+        f"--steps_per_run={k} must divide {', '.join(bad)} (steps run {k} per session.run; "
+        f"checkpoints, logs and the end of training fall on multiples of it); "
+        f"the largest steps_per_run that fits every cadence is {fits}")
 
 
 _SECTIONS = ("model", "hparams", "optimization", "data", "run", "distribution")

@@ -1,6 +1,7 @@
-"""Training hooks: step logging, the NaN/Inf guard and on-request profiling.
+"""Training hooks: step logging, the NaN/Inf guard, on-request profiling, and the stop and
+summary hooks of a train op that runs several steps per session.run (--steps_per_run).
 
-All three are `tf.estimator.SessionRunHook`s for `TrainSpec(hooks=...)` (or
+All are `tf.estimator.SessionRunHook`s for `TrainSpec(hooks=...)` (or
 `Estimator.train(hooks=...)`). They find the graph tensors they need by themselves when the
 graph is built, so they can be constructed before it exists:
 
@@ -108,7 +109,7 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
   def __init__(self, every_n_steps: int = 100, batch_size: Optional[int] = None,
                loss: TensorOrName = None, learning_rate: TensorOrName = None,
                output_dir: Optional[str] = None,
-               log_fn: Callable[[str], None] = logging.info):
+               log_fn: Callable[[str], None] = logging.info, steps_per_run: int = 1):
     """Creates the hook.
 
     Args:
@@ -118,6 +119,7 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
       learning_rate: the learning-rate tensor or its name; default `find_learning_rate`.
       output_dir: write the figures as summaries here (usually model_dir); None: log only.
       log_fn: where lines go.
+      steps_per_run: global steps each session.run makes.
 
     Raises:
       errors.UserInputError: every_n_steps < 1.
@@ -130,6 +132,7 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
     self._lr_arg = learning_rate
     self._output_dir = output_dir
     self._log_fn = log_fn
+    self._steps_per_run = steps_per_run
 
   def begin(self):
     graph = tf.compat.v1.get_default_graph()
@@ -159,7 +162,7 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
   def after_run(self, run_context, run_values):
     # The global step fetched in the same run as its increment may be read before or after
     # it; counting runs decides the cadence, and a read after the run labels the line.
-    self._step += 1
+    self._step += self._steps_per_run
     if not self._timer.should_trigger_for_step(self._step):
       return
     step = self._step = int(run_context.session.run(self._global_step))
@@ -194,6 +197,54 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
   def end(self, session):
     if self._writer is not None:
       self._writer.flush()
+
+
+class StopAtStepHook(tf.estimator.SessionRunHook):
+  """Stops training once the global step reaches `last_step`, reading it after every run.
+
+  The Estimator's own StopAtStepHook takes the step fetched during a run plus one for the step
+  after it, which holds for one step per session.run; with --steps_per_run K it would let
+  training run K - 1 steps past max_steps. (TF's own multi-step hook does the same extra read.)
+  """
+
+  def __init__(self, last_step: int):
+    self._last_step = last_step
+
+  def begin(self):
+    self._global_step = tf.compat.v1.train.get_global_step()
+
+  def after_create_session(self, session, coord):
+    if int(session.run(self._global_step)) >= self._last_step:
+      coord.request_stop()
+
+  def after_run(self, run_context, run_values):
+    if int(run_context.session.run(self._global_step)) >= self._last_step:
+      run_context.request_stop()
+
+
+class MultiStepSummarySaverHook(tf.compat.v1.train.SummarySaverHook):
+  """The training summaries every `save_steps` global steps when each run makes several.
+
+  The stock SummarySaverHook predicts the next run's global step as the last one read plus
+  one; with --steps_per_run K that prediction falls K - 1 behind every run and summaries come
+  about K times too rarely. This one reads the global step after each run and predicts + K.
+  """
+
+  def __init__(self, steps_per_run: int, save_steps: int, output_dir: str):
+    # The summary op is the one the Estimator's scaffold uses, found in begin() when the graph
+    # exists; the base class only insists that something stands for it now.
+    super().__init__(save_steps=save_steps, output_dir=output_dir, summary_op=[])
+    self._steps_per_run = steps_per_run
+
+  def begin(self):
+    self._summary_op = tf.compat.v1.train.Scaffold.get_or_default(
+        "summary_op", tf.compat.v1.GraphKeys.SUMMARY_OP, tf.compat.v1.summary.merge_all)
+    super().begin()
+
+  def after_run(self, run_context, run_values):
+    super().after_run(run_context, run_values)
+    if self._summary_writer:
+      self._next_step = int(run_context.session.run(self._global_step_tensor)) + self._steps_per_run
 
 
 class NanGuardHook(tf.estimator.SessionRunHook):

@@ -124,11 +124,13 @@ def _input_config(cfg: config_lib.ExperimentConfig, training: bool, num_workers:
 def train_input_fn(cfg: config_lib.ExperimentConfig, data: Data, num_workers: int = 1,
                    worker_index: int = 0):
   """Training batches (a weighted mixture with --train_data); a parameter-server worker reads
-  its own part (num_workers, worker_index)."""
+  its own part (num_workers, worker_index). With --steps_per_run K, K stacked batches."""
   input_cfg = _input_config(cfg, True, num_workers, worker_index)
   if data.train_sources:
-    return dataset.make_mixture_input_fn(data.train_sources, splits.TRAIN, input_cfg)
-  return dataset.make_input_fn(data.primary, splits.TRAIN, input_cfg, training=True)
+    input_fn = dataset.make_mixture_input_fn(data.train_sources, splits.TRAIN, input_cfg)
+  else:
+    input_fn = dataset.make_input_fn(data.primary, splits.TRAIN, input_cfg, training=True)
+  return model_fn_lib.stacked_input_fn(input_fn, cfg.optimization.steps_per_run)
 
 
 def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
@@ -169,7 +171,8 @@ def build_estimator(cfg: config_lib.ExperimentConfig, spec,
       model_dir=cfg.run.model_dir,
       tf_random_seed=cfg.run.seed,
       save_checkpoints_steps=cfg.run.save_checkpoints_steps,
-      save_summary_steps=min(100, cfg.run.log_every_steps),
+      # With several steps per run train_hooks adds a summary hook that counts them instead.
+      save_summary_steps=summary_steps(cfg) if cfg.optimization.steps_per_run == 1 else 0,
       keep_checkpoint_max=cfg.run.keep_checkpoint_max,
       # StepLoggingHook logs loss, learning rate, examples/s and step time instead.
       log_step_count_steps=None,
@@ -206,6 +209,11 @@ def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in
       warm_start_lib.parse_name_map(cfg.run.warm_start_map), print_fn=logging.info)
 
 
+def summary_steps(cfg: config_lib.ExperimentConfig) -> int:
+  """The training summaries' cadence in global steps."""
+  return min(100, cfg.run.log_every_steps)
+
+
 def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estimator,
                 primary_eval, task: Optional[distribution.ClusterTask] = None
                 ) -> List[tf.estimator.SessionRunHook]:
@@ -214,15 +222,22 @@ def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estima
   # Not estimator.config.is_chief: under multi_worker_mirrored every task's RunConfig says
   # chief until the distribute coordinator copies it.
   is_chief = distribution.writes_outputs(task)
+  steps_per_run = cfg.optimization.steps_per_run  # a divisor of every cadence (config check)
   hooks = [preemption.PreemptionHook(cfg.run.model_dir, is_chief=is_chief),
            hooks_lib.NanGuardHook(cfg.run.model_dir, manage_checkpoints=is_chief),
            hooks_lib.StepLoggingHook(cfg.run.log_every_steps, batch_size=cfg.data.batch_size,
-                                     output_dir=cfg.run.model_dir if is_chief else None)]
+                                     output_dir=cfg.run.model_dir if is_chief else None,
+                                     steps_per_run=steps_per_run)]
+  if steps_per_run > 1:
+    hooks.append(hooks_lib.StopAtStepHook(cfg.run.train_steps))
+    if is_chief:
+      hooks.append(hooks_lib.MultiStepSummarySaverHook(steps_per_run, summary_steps(cfg),
+                                                       cfg.run.model_dir))
   if cfg.run.quick_eval_steps > 0 and distribution.can_quick_eval(task):
     quick_batches = max(1, math.ceil(cfg.run.quick_eval_examples / cfg.data.eval_batch_size))
     hooks.append(tf.estimator.experimental.InMemoryEvaluatorHook(
         estimator, primary_eval, steps=quick_batches, name=QUICK_EVAL,
-        every_n_iter=cfg.run.quick_eval_steps))
+        every_n_iter=cfg.run.quick_eval_steps // steps_per_run))  # it counts session.runs
   profile = parse_profile_steps(cfg.run.profile_steps)
   if profile and is_chief:
     hooks.append(hooks_lib.ProfileStepsHook(cfg.run.model_dir, *profile))

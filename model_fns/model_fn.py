@@ -29,7 +29,8 @@ tf.compat.v1 graph, which on TF 2.15 keep their moving-average assign ops only i
 import contextlib
 import dataclasses
 import json
-from typing import Any, List, Sequence, Tuple
+import re
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -94,6 +95,13 @@ class TrainConfig:
     top_k: k of the top-k accuracy metric, capped at num_classes - 1 (>= 1).
     summary_images: input images in the training summaries of image datasets (0 = none).
     weight_histograms: add a histogram summary per trainable variable.
+    steps_per_run: training steps per session.run (TRAIN mode). With K > 1 the input_fn
+      yields K stacked batches [K, B, ...] per element (see `stack_batches`) and the train op
+      runs K optimizer steps one after the other, global step + K: the per-step cost of the
+      Estimator's hooks and of session.run is paid once per K steps (TPUEstimator's
+      iterations_per_loop, Keras's steps_per_execution). Every step is an ordinary step (its
+      own batch, learning rate, state updates); the loss, training summaries and hooks see the
+      last of the K. Checkpoint, summary and logging cadences must be multiples of K.
 
   Weights are the trainable variables of rank >= 2 (kernels, embeddings), never biases or
   batch-norm parameters.
@@ -122,6 +130,7 @@ class TrainConfig:
   top_k: int = 5
   summary_images: int = 3
   weight_histograms: bool = False
+  steps_per_run: int = 1
 
   def __post_init__(self):
     object.__setattr__(self, "boundaries", tuple(int(b) for b in self.boundaries))
@@ -152,6 +161,7 @@ class TrainConfig:
       _check(name, value, value >= 0, ">= 0")
     _check("top_k", self.top_k, self.top_k >= 1, ">= 1")
     _check("summary_images", self.summary_images, self.summary_images >= 0, ">= 0")
+    _check("steps_per_run", self.steps_per_run, self.steps_per_run >= 1, ">= 1")
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -242,6 +252,103 @@ def _checked_labels(labels, num_classes: int) -> tf.Tensor:
     return tf.identity(labels)
 
 
+class _SharedVariables:
+  """A variable creator under which later builds of a model reuse the first build's variables.
+
+  tf.keras layers create new variables every time a model's build_logits runs; steps_per_run
+  builds the model once per step. Under this creator the first build creates (and records)
+  its variables, and every later build gets the recorded ones back in creation order, so all
+  builds share one set of weights with the first build's names: checkpoints stay exactly those
+  of a one-step graph.
+  """
+
+  def __init__(self):
+    self.variables: List[tf.Variable] = []
+    self._next = None  # None while the first build records
+
+  @property
+  def replaying(self) -> bool:
+    return self._next is not None
+
+  def replay(self) -> None:
+    """Later builds get the recorded variables, starting again from the first."""
+    self._next = 0
+
+  def __call__(self, next_creator, **kwargs):
+    if self._next is None:
+      variable = next_creator(**kwargs)
+      self.variables.append(variable)
+      return variable
+    name = str(kwargs.get("name") or "").rsplit("/", 1)[-1]
+    if self._next >= len(self.variables):
+      raise ValueError(f"a later build of the model created more variables than the first "
+                       f"(an extra {name!r}); build_logits must build the same layers each call")
+    variable = self.variables[self._next]
+    # (Under a MirroredStrategy a replica's variables are named <name>/replica_<i>.)
+    recorded = re.sub(r"/replica_\d+$", "", variable.op.name).rsplit("/", 1)[-1]
+    if name and recorded != name:
+      raise ValueError(f"a later build of the model created {name!r} where the first created "
+                       f"{variable.op.name!r}; build_logits must build the same layers each call")
+    self._next += 1
+    return variable
+
+
+def stack_batches(dataset: tf.data.Dataset, steps_per_run: int,
+                  replicas: int = 1) -> tf.data.Dataset:
+  """The training dataset for steps_per_run K: each element is K batches, [K, B, ...].
+
+  Args:
+    dataset: one (features, labels) batch per element.
+    steps_per_run: K.
+    replicas: replicas this input pipeline feeds (input_context.num_replicas_in_sync /
+      num_input_pipelines). A distribution strategy deals consecutive elements of a pipeline
+      to its replicas in turn (step t of a one-step run: replica r gets batch t * R + r), so
+      the K batches of replica r are taken in the same turn: r, r + R, ..., and a K-step run
+      trains on exactly the batches K one-step runs would.
+
+  With K > 1 every batch must have the same size (the training input_fn repeats forever, so
+  only a finite dataset loses its last < K * replicas batches).
+  """
+  if steps_per_run == 1:
+    return dataset
+  if replicas == 1:
+    return dataset.batch(steps_per_run, drop_remainder=True).prefetch(1)
+
+  def per_replica(t):  # [K * R, B, ...] in dealing order -> [R, K, B, ...]
+    split = tf.reshape(t, tf.concat([[steps_per_run, replicas], tf.shape(t)[1:]], 0))
+    out = tf.transpose(split, [1, 0] + list(range(2, t.shape.rank + 1)))
+    out.set_shape([replicas, steps_per_run] + t.shape[1:].as_list())
+    return out
+
+  grouped = dataset.batch(steps_per_run * replicas, drop_remainder=True)
+  return grouped.map(lambda *e: tf.nest.map_structure(per_replica, e)).unbatch().prefetch(1)
+
+
+def stacked_input_fn(input_fn: Callable[..., tf.data.Dataset], steps_per_run: int):
+  """A training input_fn(input_context=None) for steps_per_run K: `input_fn`'s batches, K
+  per element (stack_batches, dealt to this pipeline's replicas as one-step runs would be)."""
+  if steps_per_run == 1:
+    return input_fn
+
+  def stacked(input_context=None):
+    replicas = 1
+    if input_context is not None:
+      replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+    return stack_batches(input_fn(input_context), steps_per_run, replicas)
+  return stacked
+
+
+def _step_slice(features, labels, i: int, steps_per_run: int):
+  """Batch i of K stacked training batches."""
+  def take(name, t):
+    if not isinstance(t, tf.Tensor) or t.shape.rank is None or t.shape.rank < 1:
+      raise ValueError(f"steps_per_run={steps_per_run} needs dense stacked batches [K, B, ...] "
+                       f"from the training input_fn (model_fn.stack_batches); {name!r} is {t!r}")
+    return t[i]
+  return ({k: take(k, v) for k, v in features.items()},
+          None if labels is None else take("labels", labels))
+
+
 def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainConfig):
   """Returns an Estimator model_fn for `model_def` with `hparams` on data described by `spec`.
 
@@ -253,7 +360,8 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
 
   Returns:
     model_fn(features, labels, mode) -> tf.estimator.EstimatorSpec. Labels are int class ids
-    [B] (or [B, 1]); the graph checks they lie in [0, num_classes).
+    [B] (or [B, 1]); the graph checks they lie in [0, num_classes). With
+    train_cfg.steps_per_run K > 1, TRAIN features and labels are K stacked batches.
 
   Raises (from model_fn, when it builds a graph):
     ValueError: the model's logits are not [batch, num_classes]; TRAIN or EVAL without labels;
@@ -264,35 +372,33 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
   k = metrics_lib.top_k(train_cfg.top_k, num_classes)
   first_build = [True]
 
-  def model_fn(features, labels, mode):
-    training = mode == tf.estimator.ModeKeys.TRAIN
+  def build(features, training: bool, shared: Optional[_SharedVariables] = None):
+    """Builds the model once: (float32 logits, the ops it made, its variables)."""
     graph = tf.compat.v1.get_default_graph()
     ops_before = len(graph.get_operations())
     vars_before = set(v.op.name for v in tf.compat.v1.global_variables())
-    with _precision_policy(train_cfg.precision):
+    creator = (tf.variable_creator_scope(shared) if shared is not None
+               else contextlib.nullcontext())
+    with _precision_policy(train_cfg.precision), creator:
       logits = model_def.build_logits(features, spec, hparams, training)
     model_ops = graph.get_operations()[ops_before:]
-    model_variables = [v for v in tf.compat.v1.global_variables()
-                       if v.op.name not in vars_before]
+    if shared is not None and shared.replaying:
+      model_variables = list(shared.variables)
+    else:
+      model_variables = [v for v in tf.compat.v1.global_variables()
+                         if v.op.name not in vars_before]
     if logits.shape.rank != 2 or logits.shape[-1] != num_classes:
       raise ValueError(f"model {model_def.name!r} returned logits of shape {logits.shape}; "
                        f"expected [batch, {num_classes}]")
-    logits = tf.cast(logits, tf.float32)
     if first_build[0]:
       first_build[0] = False
       logging.info("model_fn of %s: %s; train config %s", model_def.name, hparams,
                    train_cfg.to_json())
       summaries.log_variables(model_def.name, model_variables)
+    return tf.cast(logits, tf.float32), model_ops, model_variables
 
-    probabilities = tf.nn.softmax(logits)
-    class_ids = tf.argmax(logits, axis=-1)
-    predictions = {"class_ids": class_ids, "probabilities": probabilities, "logits": logits}
-    if mode == tf.estimator.ModeKeys.PREDICT:
-      return tf.estimator.EstimatorSpec(
-          mode, predictions=predictions,
-          export_outputs=_export_outputs(predictions, spec.label_names))
-
-    labels = _checked_labels(labels, num_classes)
+  def losses(labels, logits, model_variables):
+    """(total loss, cross-entropy, regularization) of one batch."""
     with tf.name_scope("losses"):  # not "loss": see summaries.py
       targets = tf.one_hot(labels, num_classes, dtype=tf.float32)
       if train_cfg.label_smoothing:
@@ -305,55 +411,102 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
       if model_losses:
         regularization += tf.add_n([tf.cast(x, tf.float32) for x in model_losses])
       loss = tf.identity(cross_entropy + regularization, name="total")
+    return loss, cross_entropy, regularization
 
-    if mode == tf.estimator.ModeKeys.EVAL:
-      per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-      return tf.estimator.EstimatorSpec(
-          mode, loss=loss, predictions=predictions,
-          eval_metric_ops=metrics_lib.eval_metric_ops(
-              labels, logits, per_example, spec.label_names, k))
+  def predictions_of(logits):
+    return {"class_ids": tf.argmax(logits, axis=-1), "probabilities": tf.nn.softmax(logits),
+            "logits": logits}
 
-    train_op, scalars = _train_op(loss, train_cfg, graph, model_ops, model_variables)
-    scalars.update({
+  def train_spec(features, labels):
+    """K = steps_per_run optimizer steps, each on its own batch, one after the other."""
+    steps = train_cfg.steps_per_run
+    graph = tf.compat.v1.get_default_graph()
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    step_lr = {}  # the learning rate of the step being built; the optimizer reads it
+    optimizer = _optimizer(train_cfg, lambda: step_lr["now"])
+    shared = _SharedVariables() if steps > 1 else None
+    train_op = None
+    for i in range(steps):
+      after_previous = tf.control_dependencies([train_op] if train_op is not None else [])
+      # Step 0 builds at the top level, so variables and optimizer slots get the names a
+      # one-step graph gives them; later steps only add ops.
+      scope = tf.name_scope(f"step_{i}") if i else contextlib.nullcontext()
+      with after_previous, scope:
+        batch, batch_labels = ((features, labels) if steps == 1 else
+                               _step_slice(features, labels, i, steps))
+        logits, model_ops, model_variables = build(batch, True, shared)
+        if shared is not None:
+          shared.replay()
+        batch_labels = _checked_labels(batch_labels, num_classes)
+        loss, cross_entropy, regularization = losses(batch_labels, logits, model_variables)
+        # Read after the previous step's global step + 1: each step has its own rate.
+        step_lr["now"] = _learning_rate(train_cfg, global_step)
+        train_op, grad_norm = _train_step(loss, optimizer, train_cfg, global_step,
+                                          state_updates(graph, model_ops, model_variables))
+    predictions = predictions_of(logits)
+    scalars = {
+        "learning_rate": step_lr["now"],
+        "gradient_global_norm": grad_norm,
         "losses/cross_entropy": cross_entropy,
         "losses/regularization": regularization,
-        metrics_lib.ACCURACY: metrics_lib.batch_accuracy(labels, class_ids),
-    })
+        metrics_lib.ACCURACY: metrics_lib.batch_accuracy(batch_labels, predictions["class_ids"]),
+    }
+    if hasattr(optimizer, "loss_scale"):
+      scalars["loss_scale"] = optimizer.loss_scale()
     summaries.scalars(scalars)
-    summaries.input_images(features, spec, train_cfg.summary_images)
+    summaries.input_images(batch, spec, train_cfg.summary_images)
     if train_cfg.weight_histograms:
       summaries.weight_histograms(_trainable(model_variables))
-    return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, predictions=predictions)
+    return tf.estimator.EstimatorSpec(tf.estimator.ModeKeys.TRAIN, loss=loss, train_op=train_op,
+                                      predictions=predictions)
+
+  def model_fn(features, labels, mode):
+    if mode == tf.estimator.ModeKeys.TRAIN:
+      return train_spec(features, labels)
+    logits, _, model_variables = build(features, False)
+    predictions = predictions_of(logits)
+    if mode == tf.estimator.ModeKeys.PREDICT:
+      return tf.estimator.EstimatorSpec(
+          mode, predictions=predictions,
+          export_outputs=_export_outputs(predictions, spec.label_names))
+    labels = _checked_labels(labels, num_classes)
+    loss, _, _ = losses(labels, logits, model_variables)
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.estimator.EstimatorSpec(
+        mode, loss=loss, predictions=predictions,
+        eval_metric_ops=metrics_lib.eval_metric_ops(
+            labels, logits, per_example, spec.label_names, k))
 
   return model_fn
 
 
-def _train_op(loss: tf.Tensor, cfg: TrainConfig, graph: tf.Graph,
-              model_ops: Sequence[tf.Operation], model_variables: Sequence[tf.Variable]):
-  """The train op (state updates, one optimizer step, global step + 1) and its scalars."""
-  global_step = tf.compat.v1.train.get_or_create_global_step()
-  lr = optimization.learning_rate(
+def _learning_rate(cfg: TrainConfig, global_step: tf.Variable) -> tf.Tensor:
+  return optimization.learning_rate(
       global_step, cfg.learning_rate, cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
       decay_steps=cfg.decay_steps, decay_rate=cfg.decay_rate, staircase=cfg.staircase,
       boundaries=cfg.boundaries, min_fraction=cfg.min_lr_fraction)
-  optimizer = optimization.create_optimizer(
+
+
+def _optimizer(cfg: TrainConfig, lr) -> tf.compat.v1.train.Optimizer:
+  """One optimizer for every step of a run (its slots are created once, by the first step)."""
+  return optimization.create_optimizer(
       cfg.optimizer, lr, momentum=cfg.momentum, nesterov=cfg.nesterov, beta1=cfg.beta1,
       beta2=cfg.beta2, epsilon=cfg.epsilon, rho=cfg.rho, weight_decay=cfg.weight_decay,
       loss_scaling=cfg.precision == "float16")
+
+
+def _train_step(loss: tf.Tensor, optimizer, cfg: TrainConfig, global_step: tf.Variable,
+                updates: Sequence[tf.Operation]):
+  """One training step: state updates, one optimizer step, global step + 1 (and the grad norm)."""
   trainable = tf.compat.v1.trainable_variables()
   grads_and_vars = [(g, v) for g, v in optimizer.compute_gradients(
       loss, var_list=trainable, colocate_gradients_with_ops=True) if g is not None]
   if not grads_and_vars:
     raise ValueError("the loss depends on no trainable variable")
   grads_and_vars, grad_norm = optimization.clip_by_global_norm(grads_and_vars, cfg.clip_norm)
-  updates = state_updates(graph, model_ops, model_variables)
   with tf.control_dependencies(updates):
     # The global step is incremented outside apply_gradients so that a step the loss-scale
     # optimizer skips (float16 overflow) still counts: training always reaches max_steps.
     apply = optimizer.apply_gradients(grads_and_vars)
   with tf.control_dependencies([apply]):
-    train_op = global_step.assign_add(1, read_value=False)
-  scalars = {"learning_rate": lr, "gradient_global_norm": grad_norm}
-  if hasattr(optimizer, "loss_scale"):
-    scalars["loss_scale"] = optimizer.loss_scale()
-  return train_op, scalars
+    return global_step.assign_add(1, read_value=False), grad_norm

@@ -100,7 +100,8 @@ class AdamWOptimizer(tf.compat.v1.train.AdamOptimizer):
   def __init__(self, learning_rate, weight_decay: float,
                should_decay: Callable[[tf.Variable], bool] = is_weight, **kwargs):
     """Args:
-      learning_rate: float or scalar tensor (e.g. a schedule); also scales the decay.
+      learning_rate: float, scalar tensor (e.g. a schedule) or a callable returning one; also
+        scales the decay.
       weight_decay: decay per unit learning rate.
       should_decay: which variables decay (default: is_weight).
       **kwargs: AdamOptimizer's beta1, beta2, epsilon, name.
@@ -116,7 +117,8 @@ class AdamWOptimizer(tf.compat.v1.train.AdamOptimizer):
       return tf.no_op()
     grad_values = grad.values if isinstance(grad, tf.IndexedSlices) else grad
     with tf.control_dependencies([grad_values]):
-      rate = tf.cast(self._decay_lr, var.dtype.base_dtype) * self._weight_decay
+      rate = self._call_if_callable(self._decay_lr)
+      rate = tf.cast(rate, var.dtype.base_dtype) * self._weight_decay
       return var.assign_sub(rate * tf.identity(var), use_locking=self._use_locking,
                             read_value=False)
 
@@ -145,7 +147,8 @@ def create_optimizer(name: str, lr, *, momentum: float = 0.9, nesterov: bool = F
 
   Args:
     name: one of OPTIMIZERS.
-    lr: learning rate, a float or a scalar tensor.
+    lr: learning rate: a float, a scalar tensor, or a callable returning one (called by every
+      apply_gradients, so one optimizer can step several times with different rates).
     momentum: momentum (momentum; rmsprop's momentum stays 0).
     nesterov: Nesterov momentum (momentum).
     beta1: first-moment decay (adam, adamw).

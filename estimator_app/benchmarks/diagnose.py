@@ -87,7 +87,7 @@ def model_rate(input_fn: Callable[[], tf.data.Dataset], model_fn, seconds: float
     ds = input_fn().take(1).cache().repeat() if from_memory else input_fn()
     features, labels = tf.compat.v1.data.make_one_shot_iterator(ds).get_next()
     spec = model_fn(features, labels, tf.estimator.ModeKeys.TRAIN)
-    batch = tf.shape(labels)[0]
+    batch = tf.size(labels)  # examples: labels are [B], or [K, B] with steps_per_run K
     init = [tf.compat.v1.global_variables_initializer(),
             tf.compat.v1.local_variables_initializer(), tf.compat.v1.tables_initializer()]
   with tf.compat.v1.Session(graph=graph) as sess:

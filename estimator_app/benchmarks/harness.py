@@ -64,7 +64,7 @@ def drain(iterator, batches):
   n = tf.constant(0, tf.int64)
   for _ in tf.range(batches):
     _, labels = next(iterator)
-    n += tf.shape(labels, out_type=tf.int64)[0]
+    n += tf.size(labels, out_type=tf.int64)  # labels [B], or [K, B] stacked for steps_per_run
   return n
 
 

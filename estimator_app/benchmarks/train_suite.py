@@ -12,9 +12,13 @@ model runs the same number of steps per repetition, the variants are alternated
   pipeline/tfrecord_input_fn      the TFRecord input_fn alone, drained in a graph loop
   pipeline/in_memory_tensors      the same batches from in-memory tensors
   <model>/estimator_tfrecord      tf.estimator.Estimator over the project's model_fn builder,
-                                  TFRecord input_fn (dataset.make_input_fn): the real path
+                                  TFRecord input_fn (dataset.make_input_fn), STEPS_PER_RUN
+                                  training steps per session.run (--steps_per_run): the real
+                                  path as a user tuned for throughput runs it
   <model>/estimator_in_memory     the same Estimator on pre-batched, preprocessed in-memory
                                   tensors (input costs ~nothing): input_overhead's reference
+  <model>/estimator_1step         estimator_tfrecord with one step per session.run (the
+                                  default): what the per-step hooks and session.run cost
   <model>/keras_fit               an equivalent tf.keras Sequential, compile(adam) + fit on the
                                   same in-memory batches (eager TF2, tf.function train step)
   <model>/feed_dict               the classic TF1 loop: the same model_fn graph on placeholders,
@@ -31,6 +35,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
+from estimator_app import hooks as hooks_lib
 from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import input_suite
 from estimator_app.benchmarks import options as options_lib
@@ -45,19 +50,22 @@ MODELS = ("dnn", "lenet5")
 STEPS = {"dnn": 1500, "lenet5": 200}
 # Steps excluded at the start of every measurement (graph warm-up, first allocations).
 SKIP = 20
+# Training steps per session.run of the tuned Estimator variants (see model_fn.TrainConfig).
+STEPS_PER_RUN = 20
 LEARNING_RATE = 1e-3
 
 
-def train_config() -> model_fn_lib.TrainConfig:
+def train_config(steps_per_run: int = 1) -> model_fn_lib.TrainConfig:
   """Plain Adam at a constant rate, no label smoothing or image summaries: what Keras runs."""
   return model_fn_lib.TrainConfig(optimizer="adam", learning_rate=LEARNING_RATE,
-                                  lr_schedule="constant", label_smoothing=0.0, summary_images=0)
+                                  lr_schedule="constant", label_smoothing=0.0, summary_images=0,
+                                  steps_per_run=steps_per_run)
 
 
-def project_model_fn(model: str):
+def project_model_fn(model: str, steps_per_run: int = 1):
   model_def = registry.get(model)
   return model_fn_lib.build_model_fn(model_def, model_def.hparams_cls(), input_suite.SPEC,
-                                     train_config())
+                                     train_config(steps_per_run))
 
 
 def keras_model(model: str) -> tf.keras.Model:
@@ -87,20 +95,30 @@ def keras_model(model: str) -> tf.keras.Model:
 
 
 def estimator_rate(model: str, input_fn: Callable[[], tf.data.Dataset], steps: int,
-                   work_dir: str) -> Callable[[], float]:
-  """A measurement: examples/s of Estimator.train steps (fresh model_dir, no mid-run saves)."""
-  model_fn = project_model_fn(model)
+                   work_dir: str, steps_per_run: int = 1) -> Callable[[], float]:
+  """A measurement: examples/s of Estimator.train steps (fresh model_dir, no mid-run saves,
+  training summaries every 100 steps as a run's defaults write them)."""
+  model_fn = project_model_fn(model, steps_per_run)
+  runs, skip = max(steps // steps_per_run, 2), max(SKIP // steps_per_run, 2)
+
+  stacked_input_fn = model_fn_lib.stacked_input_fn(lambda input_context=None: input_fn(),
+                                                   steps_per_run)
 
   def measure():
     model_dir = tempfile.mkdtemp(prefix=f"{model}-", dir=work_dir)
+    multi = steps_per_run > 1
     config = tf.estimator.RunConfig(model_dir=model_dir, tf_random_seed=0,
                                     save_checkpoints_steps=None, save_checkpoints_secs=None,
-                                    save_summary_steps=100, log_step_count_steps=10**9)
-    timer = harness.StepTimer(skip=SKIP)
+                                    save_summary_steps=0 if multi else 100,
+                                    log_step_count_steps=10**9)
+    timer = harness.StepTimer(skip=skip)
+    hooks = [timer]
+    if multi:  # what the training app adds for --steps_per_run (runner.train_hooks)
+      hooks.append(hooks_lib.MultiStepSummarySaverHook(steps_per_run, 100, model_dir))
     tf.estimator.Estimator(model_fn, config=config).train(
-        input_fn, steps=steps + SKIP, hooks=[timer])
+        stacked_input_fn, max_steps=(runs + skip) * steps_per_run, hooks=hooks)
     tf.io.gfile.rmtree(model_dir)
-    return (timer.steps - timer.skip) * BATCH / timer.seconds
+    return (timer.steps - timer.skip) * steps_per_run * BATCH / timer.seconds
 
   return measure
 
@@ -200,9 +218,12 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
   }
   for model in MODELS:
     steps = max(int(STEPS[model] * opts.scale), 20)
-    variants[f"{model}/estimator_tfrecord"] = estimator_rate(model, tfrecord, steps, opts.work_dir)
+    variants[f"{model}/estimator_tfrecord"] = estimator_rate(
+        model, tfrecord, steps, opts.work_dir, STEPS_PER_RUN)
     variants[f"{model}/estimator_in_memory"] = estimator_rate(
-        model, lambda: input_suite._prebatched(images, labels), steps, opts.work_dir)
+        model, lambda: input_suite._prebatched(images, labels), steps, opts.work_dir,
+        STEPS_PER_RUN)
+    variants[f"{model}/estimator_1step"] = estimator_rate(model, tfrecord, steps, opts.work_dir)
     variants[f"{model}/keras_fit"] = keras_rate(model, images, labels, steps)
     variants[f"{model}/feed_dict"] = feed_dict_rate(model, images, labels, steps)
   samples = harness.alternate(variants, repetitions=opts.repetitions)
@@ -218,5 +239,6 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
         "input_overhead": 1.0 - ours / med[f"{model}/estimator_in_memory"],
         "vs_keras_fit": ours / med[f"{model}/keras_fit"],
         "vs_feed_dict": ours / med[f"{model}/feed_dict"],
+        "steps_per_run_speedup": ours / med[f"{model}/estimator_1step"],
     }
   return figures, ratios

@@ -18,6 +18,7 @@ import time
 import tensorflow as tf
 
 from estimator_app import distribution
+from estimator_app import hooks as hooks_lib
 from estimator_app import preemption
 from input_fns import dataset
 from input_fns import errors
@@ -29,7 +30,7 @@ DEFAULTS = dict(train_steps=40, batch_size=32, save_checkpoints_steps=20, learni
                 optimizer="sgd", strategy="default", devices="", seed=1, step_sleep_secs=0.0,
                 step_sleep_task="",
                 max_worker_delay_secs=0, session_timeout_secs=60, scale_learning_rate=False,
-                xla=False, precision="float32")
+                xla=False, precision="float32", steps_per_run=1)
 
 
 class _SleepHook(tf.estimator.SessionRunHook):
@@ -105,6 +106,7 @@ def run(args):
   model_def = registry.get("dnn")
   train_cfg = model_fn_lib.TrainConfig(
       optimizer=args["optimizer"], precision=args["precision"],
+      steps_per_run=args["steps_per_run"],
       learning_rate=distribution.learning_rate(args["learning_rate"], dcfg, train_distribute))
   model_fn = model_fn_lib.build_model_fn(model_def, model_def.hparams_cls(), m.spec, train_cfg)
   run_config = tf.estimator.RunConfig(
@@ -117,6 +119,9 @@ def run(args):
                                      is_chief=distribution.writes_outputs(task))]
   first = _StepsHook()
   hooks.append(first)
+  if args["steps_per_run"] > 1:  # as runner.train_input_fn and runner.train_hooks do
+    train_input = model_fn_lib.stacked_input_fn(train_input, args["steps_per_run"])
+    hooks.append(hooks_lib.StopAtStepHook(args["train_steps"]))
   sleeps = not args["step_sleep_task"] or (task is not None and
                                            task.task_type == args["step_sleep_task"])
   if args["step_sleep_secs"] and sleeps:

@@ -252,6 +252,14 @@ class MirroredTest(tf.test.TestCase):
     # And training did something: the loss is well below log(10) of a uniform guess.
     self.assertLess(mirrored["metrics"]["loss"], 2.0)
 
+  def test_steps_per_run_under_mirrored_matches_one_step_per_run(self):
+    one = self._train(strategy="mirrored", devices="/cpu:0,/cpu:1")
+    five = self._train(strategy="mirrored", devices="/cpu:0,/cpu:1", steps_per_run=5)
+    self.assertEqual(five["global_step"], 30)
+    self.assertEqual(five["steps_run"], 6)  # session.runs
+    # The same steps on the same per-replica batches, merely 5 to a session.run.
+    self.assertAllClose(one["metrics"]["loss"], five["metrics"]["loss"], rtol=1e-6)
+
   def test_scale_learning_rate_and_global_batch(self):
     strategy, _ = distribution.make_strategies(
         distribution.DistributionConfig(strategy="mirrored", devices="/cpu:0,/cpu:1"))

@@ -109,10 +109,57 @@ class RunnerTest(tf.test.TestCase):
     self.assertIn("input", d.advice)
     self.assertNotEmpty(tf.io.gfile.glob(os.path.join(cfg.run.model_dir, "diagnose_input", "**")))
 
+  def test_steps_per_run_keeps_every_cadence_in_global_steps(self):
+    # 5 steps per session.run: the stock hooks count runs (or assume one step per run); every
+    # cadence must still be in global steps, and training must stop at train_steps exactly.
+    logged = []
+    cfg = self._cfg(optimization={"steps_per_run": 5},
+                    run={"train_steps": 60, "save_checkpoints_steps": 20, "log_every_steps": 10,
+                         "quick_eval_steps": 20, "keep_checkpoint_max": 5})
+    with tf.compat.v1.test.mock.patch.object(
+        hooks.StepLoggingHook, "after_run",
+        autospec=True, side_effect=_record_after(logged, hooks.StepLoggingHook.after_run)):
+      result = runner.train(cfg)
+    self.assertEqual(result.global_step, 60)
+    state = tf.train.get_checkpoint_state(cfg.run.model_dir)
+    self.assertEqual([int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths],
+                     [0, 20, 40, 60])
+    losses = sorted(step for step, tag in _events(cfg.run.model_dir) if tag == "loss")
+    self.assertGreaterEqual(len(losses), 5)
+    self.assertEqual(set(np.diff(losses)), {10}, losses)  # save_summary_steps = log_every = 10
+    quick = {step for step, tag in _events(os.path.join(cfg.run.model_dir, "eval_" + runner.QUICK_EVAL))
+             if tag == "accuracy"}
+    self.assertTrue({20, 40}.issubset(quick), quick)
+    self.assertEqual([r["step"] for r in logged], [5, 15, 25, 35, 45, 55])
+
+  def test_steps_per_run_must_divide_the_cadences(self):
+    with self.assertRaisesRegex(
+        config_lib.ConfigError,
+        r"--steps_per_run=8 must divide --train_steps=60, --save_checkpoints_steps=20, "
+        r"--log_every_steps=10 .* the largest steps_per_run that fits every cadence is 10"):
+      self._cfg(optimization={"steps_per_run": 8}, run={"train_steps": 60})
+
   def test_bad_profile_steps(self):
     with self.assertRaisesRegex(config_lib.ConfigError, "--profile_steps='9,3'"):
       runner.parse_profile_steps("9,3")
     self.assertEqual(runner.parse_profile_steps("5,8"), (5, 3))
+
+
+def _events(logdir):
+  """(step, tag) of every scalar in the event files directly in `logdir`."""
+  return [(e.step, v.tag)
+          for path in tf.io.gfile.glob(os.path.join(logdir, "events.out.tfevents.*"))
+          for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value]
+
+
+def _record_after(records, after_run):
+  """An after_run that also keeps the hook's logged figures whenever it logs a line."""
+  def wrapped(hook, run_context, run_values):
+    before = hook.last_record
+    after_run(hook, run_context, run_values)
+    if hook.last_record is not before:
+      records.append(hook.last_record)
+  return wrapped
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ class TrainSuiteTest(tf.test.TestCase):
     names = [f.name for f in figures]
     self.assertEqual(names[:2], ["pipeline/tfrecord_input_fn", "pipeline/in_memory_tensors"])
     for model in train_suite.MODELS:
-      for variant in ("estimator_tfrecord", "estimator_in_memory", "keras_fit", "feed_dict"):
+      for variant in ("estimator_tfrecord", "estimator_in_memory", "estimator_1step", "keras_fit",
+                      "feed_dict"):
         self.assertIn(f"{model}/{variant}", names)
     for f in figures:
       self.assertEqual((f.suite, f.unit), ("train", "examples/s"))
@@ -46,6 +47,8 @@ class TrainSuiteTest(tf.test.TestCase):
                              med[f"{model}/estimator_tfrecord"] / med[f"{model}/keras_fit"])
       self.assertAlmostEqual(r["input_overhead"], 1 - med[f"{model}/estimator_tfrecord"] /
                              med[f"{model}/estimator_in_memory"])
+      self.assertAlmostEqual(r["steps_per_run_speedup"], med[f"{model}/estimator_tfrecord"] /
+                             med[f"{model}/estimator_1step"])
 
 
 if __name__ == "__main__":
