@@ -198,15 +198,17 @@ def parse_profile_steps(text: str) -> Optional[Tuple[int, int]]:
   return start, end - start
 
 
-def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in
-                       ) -> Optional[tf.estimator.WarmStartSettings]:
-  """Plans the warm start, prints and saves its report (loaded/missing/mismatched variables)."""
+def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in,
+                       save_report: bool = True) -> Optional[tf.estimator.WarmStartSettings]:
+  """Plans the warm start, prints and (the chief) saves its report (loaded/missing/mismatched
+  variables)."""
   if not cfg.run.warm_start_from:
     return None
   variables = warm_start_lib.model_variables(build_model_fn(cfg, spec), train_in)
   return warm_start_lib.prepare_warm_start(
       cfg.run.warm_start_from, cfg.run.model_dir, variables, cfg.run.warm_start_vars,
-      warm_start_lib.parse_name_map(cfg.run.warm_start_map), print_fn=logging.info)
+      warm_start_lib.parse_name_map(cfg.run.warm_start_map), print_fn=logging.info,
+      save_report=save_report)
 
 
 def summary_steps(cfg: config_lib.ExperimentConfig) -> int:
@@ -413,7 +415,7 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
         [cfg.data.data_dir] + [m.directory for m in data.eval_sets.values()], argv))
 
   train_in = train_input_fn(cfg, data, *distribution.per_worker_input(task, strategies[0]))
-  estimator = build_estimator(cfg, data.spec, prepare_warm_start(cfg, data.spec, train_in),
+  estimator = build_estimator(cfg, data.spec, prepare_warm_start(cfg, data.spec, train_in, chief),
                               task=task, strategies=strategies)
   primary_eval = eval_input_fn(cfg, data.primary)
   extra = _EvalSetsExporter({name: eval_input_fn(cfg, m) for name, m in data.eval_sets.items()})

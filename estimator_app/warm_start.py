@@ -285,7 +285,7 @@ def write_report(report: WarmStartReport, model_dir: str) -> str:
 def prepare_warm_start(warm_start_from: str, model_dir: str,
                        variables: Sequence[Union[VariableInfo, Tuple[str, Sequence[int]]]],
                        vars_regex: str = ".*", name_map: Optional[Mapping[str, str]] = None,
-                       print_fn: Callable[[str], None] = print
+                       print_fn: Callable[[str], None] = print, save_report: bool = True
                        ) -> tf.estimator.WarmStartSettings:
   """Resolves, plans, prints and saves the warm start; returns the settings for the Estimator.
 
@@ -296,6 +296,8 @@ def prepare_warm_start(warm_start_from: str, model_dir: str,
     vars_regex: which variables to load.
     name_map: model variable name -> checkpoint name.
     print_fn: where the human-readable report goes.
+    save_report: write model_dir/warm_start_report.json (in a cluster only the chief does:
+      every task plans the same warm start, and one writer keeps the file whole).
 
   Returns:
     WarmStartSettings for `tf.estimator.Estimator(warm_start_from=...)`.
@@ -306,8 +308,10 @@ def prepare_warm_start(warm_start_from: str, model_dir: str,
   checkpoint = resolve_checkpoint(warm_start_from)
   settings, report = plan(checkpoint, variables, vars_regex, name_map)
   report.applies = tf.train.latest_checkpoint(model_dir) is None
-  path = write_report(report, model_dir)
-  print_fn(report.format() + f"\n  report saved to {path}")
+  path = os.path.join(model_dir, REPORT_FILENAME)
+  if save_report:
+    write_report(report, model_dir)
+  print_fn(report.format() + (f"\n  report saved to {path}" if save_report else ""))
   if settings is None:
     raise WarmStartError(
         f"--warm_start_from={warm_start_from}: no model variable can be loaded from "

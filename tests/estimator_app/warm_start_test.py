@@ -129,6 +129,16 @@ class PlanTest(tf.test.TestCase):
       self.assertEqual(json.load(f)["shape_mismatched"][0]["name"], "logits/kernel")
 
 
+  def test_a_task_that_is_not_the_chief_plans_without_writing(self):
+    model_dir = self.create_tempdir().full_path
+    printed = []
+    settings = warm_start.prepare_warm_start(self.ckpt, model_dir, self.variables,
+                                             print_fn=printed.append, save_report=False)
+    self.assertIsNotNone(settings)
+    self.assertEmpty(os.listdir(model_dir))
+    self.assertNotIn("report saved", printed[0])
+
+
 class WarmStartedRunTest(tf.test.TestCase):
 
   def test_estimator_loads_what_the_report_says(self):
