@@ -11,8 +11,9 @@ which `train_and_evaluate` writes on every new checkpoint; the stop itself goes 
 finished run: a last checkpoint is saved and evaluated.
 
 Caveats from the underlying Estimator API: in a distributed run the separate evaluator task
-is not told to stop; and the STOP variable lives in the checkpoints, so resuming an early-stopped
-run stops again at the first check (the eval history still shows no improvement).
+is not told to stop; and the STOP variable lives in the checkpoints. Rerunning an early-stopped
+run does not train: runner.train reads the same eval history first and goes straight to the
+final evaluation and export.
 """
 
 import collections

@@ -211,6 +211,26 @@ def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in,
       save_report=save_report)
 
 
+def _stopped_early_before(cfg: config_lib.ExperimentConfig,
+                          estimator: tf.estimator.Estimator) -> bool:
+  """Whether model_dir's eval history already says stop (a rerun of an early-stopped run).
+
+  Without this check a rerun would train on until its next evaluation before the hook saw
+  the same history and stopped again, moving the latest checkpoint past the stopping point.
+  """
+  if not cfg.run.early_stopping_metric or tf.train.latest_checkpoint(cfg.run.model_dir) is None:
+    return False
+  stop = early_stopping.NoImprovement(
+      estimator.eval_dir(), cfg.run.early_stopping_metric, cfg.run.early_stopping_higher_is_better,
+      cfg.run.early_stopping_patience_steps)
+  if not stop():
+    return False
+  logging.info("%s stopped early before (see the log line above); not training further. "
+               "Use --fresh to start over, or another --early_stopping_patience_steps",
+               cfg.run.model_dir)
+  return True
+
+
 def summary_steps(cfg: config_lib.ExperimentConfig) -> int:
   """The training summaries' cadence in global steps."""
   return min(100, cfg.run.log_every_steps)
@@ -429,12 +449,15 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   periodic_exports, final_exporter = serving_exporters(cfg, data) if chief else ([], None)
   if task is None:  # in a cluster only the chief exports, at the end (below)
     exporters.extend(periodic_exports)
-  outcome = tf.estimator.train_and_evaluate(
-      estimator,
-      tf.estimator.TrainSpec(train_in, max_steps=cfg.run.train_steps,
-                             hooks=train_hooks(cfg, estimator, primary_eval, task)),
-      tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
-                            **distribution.eval_spec_timing(task)))
+  if task is None and _stopped_early_before(cfg, estimator):
+    outcome = (None, None)  # as a run resumed at train_steps: evaluate and export below
+  else:
+    outcome = tf.estimator.train_and_evaluate(
+        estimator,
+        tf.estimator.TrainSpec(train_in, max_steps=cfg.run.train_steps,
+                               hooks=train_hooks(cfg, estimator, primary_eval, task)),
+        tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
+                              **distribution.eval_spec_timing(task)))
   if task is not None:  # a cluster: train_and_evaluate returns None on every task
     if not task.is_chief:
       latest = tf.train.latest_checkpoint(cfg.run.model_dir)

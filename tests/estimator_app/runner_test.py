@@ -36,6 +36,11 @@ class RunnerTest(tf.test.TestCase):
                          "early_stopping_patience_steps": 20})
     result = runner.train(cfg)
     self.assertLess(result.global_step, 200)  # stopped long before 2000
+    # Rerunning the same command does not train past the stopping point.
+    again = runner.train(cfg)
+    self.assertEqual(again.global_step, result.global_step)
+    self.assertEqual(tf.train.latest_checkpoint(cfg.run.model_dir),
+                     os.path.join(cfg.run.model_dir, f"model.ckpt-{result.global_step}"))
 
   def test_best_checkpoints_are_kept_apart_with_their_metrics(self):
     cfg = self._cfg(run={"train_steps": 60, "save_checkpoints_steps": 10,
