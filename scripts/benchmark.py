@@ -40,6 +40,9 @@ _REPETITIONS = flags.DEFINE_integer("repetitions", 3, "Measured rounds per varia
 _SCALE = flags.DEFINE_float("scale", 1.0, "Multiplies data sizes and step counts (0.1 for a smoke run).")
 _OUTPUT = flags.DEFINE_string("output", None, "Write every figure and ratio here as JSON.")
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "Scratch directory (default: a temp dir).")
+_STEPS_PER_RUN = flags.DEFINE_integer(
+    "steps_per_run", 20, "Training steps per session.run of the train suite's tuned Estimator "
+    "variants (estimator_tfrecord, estimator_in_memory); estimator_1step always runs 1.")
 
 
 def main(argv):
@@ -52,7 +55,7 @@ def main(argv):
     raise app.UsageError(f"unknown --suite {unknown}; known: {', '.join(_SUITES)}, all")
   work_dir = _WORK_DIR.value or tempfile.mkdtemp(prefix="benchmark-")
   opts = options_lib.BenchmarkOptions(repetitions=_REPETITIONS.value, scale=_SCALE.value,
-                                      work_dir=work_dir)
+                                      work_dir=work_dir, steps_per_run=_STEPS_PER_RUN.value)
   figures, ratios = [], {}
   for name in names:
     suite = importlib.import_module(_SUITES[name])

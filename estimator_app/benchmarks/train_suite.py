@@ -12,9 +12,9 @@ model runs the same number of steps per repetition, the variants are alternated
   pipeline/tfrecord_input_fn      the TFRecord input_fn alone, drained in a graph loop
   pipeline/in_memory_tensors      the same batches from in-memory tensors
   <model>/estimator_tfrecord      tf.estimator.Estimator over the project's model_fn builder,
-                                  TFRecord input_fn (dataset.make_input_fn), STEPS_PER_RUN
-                                  training steps per session.run (--steps_per_run): the real
-                                  path as a user tuned for throughput runs it
+                                  TFRecord input_fn (dataset.make_input_fn), --steps_per_run
+                                  (default 20) training steps per session.run: the real path
+                                  as a user tuned for throughput runs it
   <model>/estimator_in_memory     the same Estimator on pre-batched, preprocessed in-memory
                                   tensors (input costs ~nothing): input_overhead's reference
   <model>/estimator_1step         estimator_tfrecord with one step per session.run (the
@@ -50,8 +50,6 @@ MODELS = ("dnn", "lenet5")
 STEPS = {"dnn": 1500, "lenet5": 200}
 # Steps excluded at the start of every measurement (graph warm-up, first allocations).
 SKIP = 20
-# Training steps per session.run of the tuned Estimator variants (see model_fn.TrainConfig).
-STEPS_PER_RUN = 20
 LEARNING_RATE = 1e-3
 
 
@@ -219,10 +217,10 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
   for model in MODELS:
     steps = max(int(STEPS[model] * opts.scale), 20)
     variants[f"{model}/estimator_tfrecord"] = estimator_rate(
-        model, tfrecord, steps, opts.work_dir, STEPS_PER_RUN)
+        model, tfrecord, steps, opts.work_dir, opts.steps_per_run)
     variants[f"{model}/estimator_in_memory"] = estimator_rate(
         model, lambda: input_suite._prebatched(images, labels), steps, opts.work_dir,
-        STEPS_PER_RUN)
+        opts.steps_per_run)
     variants[f"{model}/estimator_1step"] = estimator_rate(model, tfrecord, steps, opts.work_dir)
     variants[f"{model}/keras_fit"] = keras_rate(model, images, labels, steps)
     variants[f"{model}/feed_dict"] = feed_dict_rate(model, images, labels, steps)

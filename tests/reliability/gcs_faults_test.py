@@ -21,16 +21,23 @@ from tests.reliability import harness
 class _Outage:
   """A TCP relay in front of the emulator. `cut()` makes the storage vanish for the client
   (open connections reset, new ones refused) while the emulator keeps its objects, so the test
-  can look at what the bucket holds; `restore()` brings it back on the same port."""
+  can look at what the bucket holds; `restore()` brings it back on the same port.
+
+  The emulator serves one connection at a time, so a relayed connection that outlived a cut
+  would hang every later request, the test's own included: a connection accepted while
+  `cut()` runs is closed at once instead of relayed."""
 
   def __init__(self, target_port: int):
     self.target = ("127.0.0.1", target_port)
     self.port = testutil.free_port()
     self._conns = []
     self._server = None
+    self._open = False
     self._lock = threading.Lock()
 
   def restore(self):
+    with self._lock:
+      self._open = True
     self._server = socket.socket()
     self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     self._server.bind(("127.0.0.1", self.port))
@@ -45,7 +52,12 @@ class _Outage:
         return
       upstream = socket.create_connection(self.target)
       with self._lock:
-        self._conns += [client, upstream]
+        relay = self._open
+        if relay:
+          self._conns += [client, upstream]
+      if not relay:
+        _reset(client, upstream)
+        return
       for a, b in ((client, upstream), (upstream, client)):
         threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -66,22 +78,36 @@ class _Outage:
         pass
 
   def cut(self):
-    self._server.close()
     with self._lock:
+      self._open = False
       conns, self._conns = self._conns, []
-    for s in conns:
-      try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        s.close()
-      except OSError:
-        pass
+    # close() alone does not wake an accept() blocked in another thread: the socket would go
+    # on accepting (and relaying) new connections. shutdown() does, and refuses new ones.
+    try:
+      self._server.shutdown(socket.SHUT_RDWR)
+    except OSError:
+      pass
+    self._server.close()
+    _reset(*conns)
+
+
+def _reset(*sockets):
+  """Closes with an RST (linger 0), as a vanished server would."""
+  for s in sockets:
+    try:
+      s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+      s.close()
+    except OSError:
+      pass
 
 
 class GcsFaultsTest(absltest.TestCase):
 
   def test_storage_gone_mid_upload_then_rerun_completes(self):
-    emu = testutil.Emulator().start()  # --in-memory
-    self.addCleanup(emu.stop)
+    emu_dir = self.create_tempdir().full_path  # objects on disk: they survive a restart
+    emus = [testutil.Emulator(data_dir=emu_dir).start()]
+    self.addCleanup(lambda: emus[-1].stop())
+    emu = emus[0]
     self.addCleanup(os.environ.pop, "STORAGE_EMULATOR_HOST", None)
     emu.create_bucket("bkt")
     client = storage.Client(project="test", credentials=credentials.AnonymousCredentials(),
@@ -116,6 +142,11 @@ class GcsFaultsTest(absltest.TestCase):
     self.assertNotIn("Traceback", text)
     # Backoff: 5 waits of 0.5, 1, 2, 4, 8 s, each jittered to [50%, 100%].
     self.assertGreater(failed_after, 7.5)
+    # The emulator serves one connection at a time, and a request the cut left half-sent can
+    # hold it for good (seen on a loaded machine): restart it on the same port and directory
+    # before looking at what the bucket holds.
+    emu.stop()
+    emus.append(testutil.Emulator(port=emu.port, data_dir=emu_dir).start())
     uploaded = objects()
     self.assertNotIn(manifest_lib.FILENAME, uploaded)
     for name, size in uploaded.items():  # every visible object is a whole shard

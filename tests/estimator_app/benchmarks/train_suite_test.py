@@ -27,7 +27,7 @@ class TrainSuiteTest(tf.test.TestCase):
   def test_tiny_run(self):
     work_dir = self.create_tempdir().full_path
     figures, ratios = train_suite.run(options_lib.BenchmarkOptions(
-        repetitions=1, scale=0.01, work_dir=work_dir))
+        repetitions=1, scale=0.01, work_dir=work_dir, steps_per_run=2))
     names = [f.name for f in figures]
     self.assertEqual(names[:2], ["pipeline/tfrecord_input_fn", "pipeline/in_memory_tensors"])
     for model in train_suite.MODELS:
