@@ -373,9 +373,11 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
   first_build = [True]
 
   def build(features, training: bool, shared: Optional[_SharedVariables] = None):
-    """Builds the model once: (float32 logits, the ops it made, its variables)."""
+    """Builds the model once: (float32 logits, the ops it made, its variables, the losses it
+    added to REGULARIZATION_LOSSES)."""
     graph = tf.compat.v1.get_default_graph()
     ops_before = len(graph.get_operations())
+    losses_before = len(graph.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES))
     vars_before = set(v.op.name for v in tf.compat.v1.global_variables())
     creator = (tf.variable_creator_scope(shared) if shared is not None
                else contextlib.nullcontext())
@@ -395,9 +397,10 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
       logging.info("model_fn of %s: %s; train config %s", model_def.name, hparams,
                    train_cfg.to_json())
       summaries.log_variables(model_def.name, model_variables)
-    return tf.cast(logits, tf.float32), model_ops, model_variables
+    model_losses = graph.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES)
+    return tf.cast(logits, tf.float32), model_ops, model_variables, model_losses[losses_before:]
 
-  def losses(labels, logits, model_variables):
+  def losses(labels, logits, model_variables, model_losses):
     """(total loss, cross-entropy, regularization) of one batch."""
     with tf.name_scope("losses"):  # not "loss": see summaries.py
       targets = tf.one_hot(labels, num_classes, dtype=tf.float32)
@@ -407,8 +410,7 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
           tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
       regularization = optimization.regularization_loss(
           _trainable(model_variables), train_cfg.l1, train_cfg.l2)
-      model_losses = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES)
-      if model_losses:
+      if model_losses:  # this build's own (with steps_per_run, not the other steps')
         regularization += tf.add_n([tf.cast(x, tf.float32) for x in model_losses])
       loss = tf.identity(cross_entropy + regularization, name="total")
     return loss, cross_entropy, regularization
@@ -434,11 +436,12 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
       with after_previous, scope:
         batch, batch_labels = ((features, labels) if steps == 1 else
                                _step_slice(features, labels, i, steps))
-        logits, model_ops, model_variables = build(batch, True, shared)
+        logits, model_ops, model_variables, model_losses = build(batch, True, shared)
         if shared is not None:
           shared.replay()
         batch_labels = _checked_labels(batch_labels, num_classes)
-        loss, cross_entropy, regularization = losses(batch_labels, logits, model_variables)
+        loss, cross_entropy, regularization = losses(batch_labels, logits, model_variables,
+                                                     model_losses)
         # Read after the previous step's global step + 1: each step has its own rate.
         step_lr["now"] = _learning_rate(train_cfg, global_step)
         train_op, grad_norm = _train_step(loss, optimizer, train_cfg, global_step,
@@ -463,14 +466,14 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
   def model_fn(features, labels, mode):
     if mode == tf.estimator.ModeKeys.TRAIN:
       return train_spec(features, labels)
-    logits, _, model_variables = build(features, False)
+    logits, _, model_variables, model_losses = build(features, False)
     predictions = predictions_of(logits)
     if mode == tf.estimator.ModeKeys.PREDICT:
       return tf.estimator.EstimatorSpec(
           mode, predictions=predictions,
           export_outputs=_export_outputs(predictions, spec.label_names))
     labels = _checked_labels(labels, num_classes)
-    loss, _, _ = losses(labels, logits, model_variables)
+    loss, _, _ = losses(labels, logits, model_variables, model_losses)
     per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     return tf.estimator.EstimatorSpec(
         mode, loss=loss, predictions=predictions,

@@ -35,10 +35,13 @@ class TinyHParams:
       "update_ops" (tf.keras layer, updates added to UPDATE_OPS as model_fns/layers.py does),
       "compat_v1" (tf.compat.v1.layers.batch_normalization, which fills UPDATE_OPS itself).
     gain: multiplies the logits inside the model (in the compute dtype).
+    collection_l2: adds collection_l2 * sum(hidden kernel ** 2) to REGULARIZATION_LOSSES, as
+      tf.compat.v1-style models do.
   """
   hidden: int = 8
   batch_norm: str = ""
   gain: float = 1.0
+  collection_l2: float = 0.0
 
 
 _CAPTURED = {}  # tensors of the last graph built, for exact checks (reset by each test)
@@ -46,8 +49,12 @@ _CAPTURED = {}  # tensors of the last graph built, for exact checks (reset by ea
 
 def _build_logits(features, spec, hp, training):
   x = tf.keras.layers.Flatten(name="flatten")(features[spec.input_key])
-  h = tf.keras.layers.Dense(hp.hidden, name="hidden")(x)
+  dense = tf.keras.layers.Dense(hp.hidden, name="hidden")
+  h = dense(x)
   _CAPTURED["hidden"] = h
+  if hp.collection_l2:
+    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES,
+                                   hp.collection_l2 * tf.reduce_sum(dense.kernel ** 2))
   if hp.batch_norm in ("keras", "update_ops"):
     layer = tf.keras.layers.BatchNormalization(momentum=0.9, name="bn")
     h = layer(h, training=training)
@@ -298,7 +305,9 @@ class StepsPerRunTest(tf.test.TestCase, parameterized.TestCase):
       ("momentum_batch_norm", mf.TrainConfig(optimizer="momentum", learning_rate=0.1),
        TinyHParams(batch_norm="keras")),
       ("adamw_clipping", mf.TrainConfig(optimizer="adamw", learning_rate=0.05, clip_norm=0.1),
-       TinyHParams(batch_norm="update_ops")))
+       TinyHParams(batch_norm="update_ops")),
+      ("sgd_collection_loss", mf.TrainConfig(optimizer="sgd", learning_rate=0.5),
+       TinyHParams(collection_l2=0.1)))
   def test_k_steps_in_one_run_are_k_single_steps(self, cfg, hp):
     batches = [_batch(_SPEC, n=16, seed=s) for s in range(8)]
     single, single_losses = self._run(cfg, hp, batches, runs=8)
