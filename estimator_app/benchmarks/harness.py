@@ -100,7 +100,8 @@ def format_table(figures: Sequence[Figure], ratios: Optional[Mapping[str, float]
   """A plain-text table of figures (median [min, max]) followed by the ratios."""
   rows = [("suite", "measurement", "median", "min", "max", "unit")]
   for f in figures:
-    rows.append((f.suite, f.name, f"{f.median:,.1f}", f"{f.low:,.1f}", f"{f.high:,.1f}", f.unit))
+    fmt = ",.2f" if f.unit == "ms" else ",.1f"  # sub-millisecond latencies need the digit
+    rows.append((f.suite, f.name, f"{f.median:{fmt}}", f"{f.low:{fmt}}", f"{f.high:{fmt}}", f.unit))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
                      enumerate(zip(r, widths))) for r in rows]
