@@ -194,10 +194,12 @@ class ClusterTrainingTest(tf.test.TestCase):
     self.assertEqual(code, 0, out[-5000:])
     self.assertRegex(out, r"exit codes: ps:0=-15, chief:0=0, worker:0=0, evaluator:0=0; ok")
     self.assertEqual(set(results), {"chief:0", "worker:0", "evaluator:0"})
-    # Asynchronous steps of two trainers: the last one may overshoot train_steps by one.
-    self.assertBetween(results["chief:0"]["global_step"], 60, 61)
+    # Asynchronous steps of two trainers: each may take one step past train_steps. The
+    # Estimator's StopAtStepHook predicts the next step from the global step fetched inside
+    # the run, which can predate the other trainer's increment (seen in CI: 62).
+    self.assertBetween(results["chief:0"]["global_step"], 60, 62)
     ckpt = tf.train.latest_checkpoint(model_dir)
-    self.assertBetween(int(ckpt.rsplit("-", 1)[1]), 60, 61)
+    self.assertBetween(int(ckpt.rsplit("-", 1)[1]), 60, 62)
     # The evaluator evaluated, and last the final checkpoint; its events are in model_dir/eval.
     evaluated = results["evaluator:0"]["evaluated"]
     self.assertNotEmpty(evaluated)
@@ -280,7 +282,7 @@ class TrainEntryPointTest(tf.test.TestCase):
     self.assertEqual(code, 0, text[-8000:])
     self.assertRegex(text, r"exit codes: ps:0=-15, chief:0=0, worker:0=0, evaluator:0=0; ok")
     ckpt = tf.train.latest_checkpoint(self.model_dir)
-    self.assertBetween(int(ckpt.rsplit("-", 1)[1]), 60, 61)
+    self.assertBetween(int(ckpt.rsplit("-", 1)[1]), 60, 62)  # two async trainers: see above
     self.assertGreaterEqual(max(_eval_steps(os.path.join(self.model_dir, "eval"))), 60)
     self.assertIn("[chief:0] eval accuracy:", text)
     # Exports, when the run makes them, are SavedModels written by the chief alone.
