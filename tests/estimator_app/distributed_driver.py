@@ -114,6 +114,9 @@ def run(args):
       save_checkpoints_steps=args["save_checkpoints_steps"], log_step_count_steps=10,
       **distribution.run_config_kwargs(dcfg, task, strategies))
   estimator = tf.estimator.Estimator(model_fn, config=run_config)
+  # As runner.train: the chief and the evaluator both evaluate the final checkpoint into
+  # eval_dir, possibly in the same second; each task writes its own event file.
+  distribution.own_event_files(task, [estimator.eval_dir()])
 
   hooks = [preemption.PreemptionHook(args["model_dir"],
                                      is_chief=distribution.writes_outputs(task))]
