@@ -11,8 +11,9 @@ model runs the same number of steps per repetition, the variants are alternated
 Estimator variants the untimed warm-up lasts past the first periodic summary (step 100 at
 scale 1): the first session.run that fetches a new set of tensors (the train op plus the
 summary op) makes the session optimize the graph and build an executor for that set, a
-one-time cost that grows with steps_per_run (measured 2026-12-02: ~4 s for lenet5 at K=20, of
-which Grappler ~2.7 s; ~1.8 s for dnn) and that would otherwise land in the timed window:
+one-time cost that grows with steps_per_run (measured 2026-12-02 at K=20: ~3.6 s for lenet5,
+~0.7 s of it with Grappler off; ~1.7 s for dnn) and that would otherwise land in the timed
+window:
 
   pipeline/tfrecord_input_fn      the TFRecord input_fn alone, drained in a graph loop
   pipeline/in_memory_tensors      the same batches from in-memory tensors
