@@ -13,6 +13,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import logging  # pylint: disable=g-import-not-at-top
 
 from input_fns import errors  # pylint: disable=g-import-not-at-top
+from input_fns.errors import redact  # pylint: disable=g-import-not-at-top
 
 EXIT_USER_ERROR = 2
 
@@ -28,20 +29,6 @@ _TF_PATH_ERROR_NAMES = ("FailedPreconditionError", "PermissionDeniedError",
 # model_fns check labels in the graph (tf.debugging asserts with these messages); a record
 # that fails them is bad data, which the user fixes, not a bug.
 _LABEL_ASSERT = re.compile(r"labels must be [<>]=? ?[\w=]+")
-
-
-# Credentials a user may have put in a URL (query tokens, user:password@) must not reach logs.
-_URL_SECRETS = (
-    re.compile(r"(?i)([?&](?:access_token|token|key|sig|signature|x-goog-signature|"
-               r"x-goog-credential|password|secret)=)[^&\s/]+"),
-    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@"),
-)
-
-
-def redact(text: str) -> str:
-  """`text` with URL credentials replaced by REDACTED."""
-  text = _URL_SECRETS[0].sub(r"\1REDACTED", text)
-  return _URL_SECRETS[1].sub(r"\1REDACTED@", text)
 
 
 def _print_error(message: str) -> None:

@@ -28,6 +28,16 @@ batch_size with the replicas; it is off by default because batch_size is global.
 Evaluation is never distributed (eval_distribute is None): metrics are computed on one device
 over the whole eval set, exactly as a single-device run computes them.
 
+Gradients: on several replicas in sync, clipping by global norm applies to the all-reduced
+gradient (model_fns/model_fn.py), so --clip_norm means the same on 8 GPUs as on one.
+All-reduce: NcclAllReduce for the GPUs of one machine; multi_worker_mirrored uses NCCL
+collectives when the machine has GPUs and RING (gRPC) on CPUs (`--collective` overrides).
+
+GPU memory: with gpu_memory_growth (the default) TensorFlow allocates GPU memory as it needs
+it instead of taking all of it at start, so processes that share a GPU (a local cluster, a
+warm-up or validation process beside training) do not starve each other; the export parity
+check runs in a process that sees no GPU at all.
+
 TF_CONFIG (the environment variable Kubeflow TFJob and cloud training services set) is
 validated by `current_task` before anything starts: JSON object; `cluster` maps chief (or the
 legacy master), worker and ps to lists of "host:port"; exactly one chief or master; the
@@ -59,6 +69,7 @@ from absl import logging
 from input_fns import errors
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "parameter_server")
+COLLECTIVES = ("auto", "ring", "nccl")
 
 CHIEF = "chief"
 MASTER = "master"  # the legacy name of the chief
@@ -111,6 +122,10 @@ class DistributionConfig:
       0 starts every worker at once.
     session_timeout_secs: how long a cluster task waits for its session (the parameter servers,
       the chief's initialisation) before failing instead of hanging.
+    collective: multi_worker_mirrored's all-reduce: auto (NCCL when the machine has GPUs,
+      RING over gRPC on CPUs), ring or nccl.
+    gpu_memory_growth: allocate GPU memory as needed instead of all of it at start (several
+      processes can then share a GPU); false gives TensorFlow's default, the whole GPU.
   """
   strategy: str = "default"
   num_gpus: int = -1
@@ -119,6 +134,8 @@ class DistributionConfig:
   xla: bool = False
   max_worker_delay_secs: int = 60
   session_timeout_secs: int = 1800
+  collective: str = "auto"
+  gpu_memory_growth: bool = True
 
   def __post_init__(self):
     if self.strategy not in STRATEGIES:
@@ -136,6 +153,9 @@ class DistributionConfig:
     if self.session_timeout_secs <= 0:
       raise DistributionError(
           f"--session_timeout_secs={self.session_timeout_secs}: expected more than 0")
+    if self.collective not in COLLECTIVES:
+      raise DistributionError(
+          f"--collective={self.collective!r} is not one of {', '.join(COLLECTIVES)}")
 
   @property
   def device_list(self) -> Tuple[str, ...]:
@@ -383,6 +403,28 @@ def _mirrored_devices(cfg: DistributionConfig) -> Tuple[str, ...]:
   return tuple(gpus)
 
 
+def configure_gpus(cfg: DistributionConfig) -> None:
+  """Applies gpu_memory_growth to every visible GPU; call before anything uses a device.
+
+  No-op without GPUs. Once TensorFlow has initialised its devices the setting can no longer
+  change; then the session configs (session_config) still carry it for graph sessions.
+  """
+  for gpu in tf.config.list_physical_devices("GPU"):
+    try:
+      tf.config.experimental.set_memory_growth(gpu, cfg.gpu_memory_growth)
+    except RuntimeError:  # devices already initialised (a second run in one process)
+      pass
+
+
+def collective_communication(cfg: DistributionConfig, num_gpus: int):
+  """multi_worker_mirrored's all-reduce: NCCL for GPUs, RING over gRPC for CPUs."""
+  choice = cfg.collective
+  if choice == "auto":
+    choice = "nccl" if num_gpus > 0 else "ring"
+  comm = tf.distribute.experimental.CollectiveCommunication
+  return comm.NCCL if choice == "nccl" else comm.RING
+
+
 def make_strategies(cfg: DistributionConfig, task: Optional[ClusterTask] = None):
   """The (train_distribute, eval_distribute) pair for RunConfig.
 
@@ -412,24 +454,27 @@ def make_strategies(cfg: DistributionConfig, task: Optional[ClusterTask] = None)
   if cfg.strategy == "multi_worker_mirrored":
     if task.is_evaluator:
       return None, None  # the evaluator is outside the collective group
+    num_gpus = len(tf.config.list_physical_devices("GPU"))
     return tf.compat.v1.distribute.experimental.MultiWorkerMirroredStrategy(
-        communication=tf.distribute.experimental.CollectiveCommunication.RING), None
+        communication=collective_communication(cfg, num_gpus)), None
   # default / parameter_server: no strategy; with a cluster the Estimator places variables on
   # the ps tasks itself (between-graph replication, one input pipeline per worker).
   return None, None
 
 
-def session_config(cfg: DistributionConfig,
-                   task: Optional[ClusterTask]) -> tf.compat.v1.ConfigProto:
+def session_config(cfg: DistributionConfig, task: Optional[ClusterTask],
+                   training: bool = True) -> tf.compat.v1.ConfigProto:
   """The session config of every Estimator session of this task.
 
-  For parameter-server training it carries the device filters the Estimator would set only
-  when given no session config: the chief and each worker talk to the ps tasks and
-  themselves, never to other workers or an evaluator, so no task waits for one that is
-  missing, finished or restarting.
+  GPU memory growth as configured. For training, XLA as configured (evaluation, prediction
+  and export run as serving runs: without it). For parameter-server training it carries the
+  device filters the Estimator would set only when given no session config: the chief and each
+  worker talk to the ps tasks and themselves, never to other workers or an evaluator, so no
+  task waits for one that is missing, finished or restarting.
   """
   config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
-  if cfg.xla:
+  config.gpu_options.allow_growth = cfg.gpu_memory_growth
+  if cfg.xla and training:
     config.graph_options.optimizer_options.global_jit_level = tf.compat.v1.OptimizerOptions.ON_1
   if task is not None and cfg.strategy in ("default", "parameter_server"):
     if task.is_chief:

@@ -1,8 +1,11 @@
 """A record of each start of a run, appended to model_dir/run_records.jsonl.
 
-What it takes to reproduce or compare a run beside its config.json: TF and Python versions,
-the git commit (and whether the tree was dirty), the data manifest's hash, the seed and
-determinism settings, the host, the command line, the time.
+What it takes to redo or compare a run: TF and Python versions, the git commit (and whether
+the tree was dirty), the sha256 of every dataset's manifest (data_dir, --train_data sources,
+--eval_sets), the seed and determinism settings, the host, the full command line, the time,
+and the config this start resolved (every section, and the step counts the automatic
+defaults became). config.json holds the latest start's config; this file holds every start's,
+so a resumed run's original settings are never lost.
 """
 
 import datetime
@@ -13,9 +16,11 @@ import platform
 import socket
 import subprocess
 import sys
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
+
+from input_fns import errors
 
 FILENAME = "run_records.jsonl"
 
@@ -43,8 +48,18 @@ def manifest_hash(data_dir: str) -> Optional[str]:
 
 
 def make(seed: int, deterministic: bool, data_dirs: Sequence[str],
-         argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-  """Builds the record for a run starting now."""
+         argv: Optional[Sequence[str]] = None, config: Optional[Mapping[str, Any]] = None,
+         resolved: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+  """Builds the record for a run starting now.
+
+  Args:
+    seed: the run's seed.
+    deterministic: whether ops were made deterministic.
+    data_dirs: every dataset directory the run reads; each gets its manifest's sha256.
+    argv: the command line, program first (default sys.argv); URL credentials are redacted.
+    config: the resolved config as JSON (ExperimentConfig.to_json_dict()).
+    resolved: what the automatic defaults resolved to (the run's Cadence).
+  """
   source_dir = os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.path.dirname(
       os.path.dirname(os.path.abspath(__file__)))
   return {
@@ -57,7 +72,9 @@ def make(seed: int, deterministic: bool, data_dirs: Sequence[str],
       "data": {d: manifest_hash(d) for d in data_dirs},
       "seed": seed,
       "deterministic": deterministic,
-      "argv": list(argv if argv is not None else sys.argv),
+      "argv": [errors.redact(str(a)) for a in (argv if argv is not None else sys.argv)],
+      "config": dict(config or {}),
+      "resolved": dict(resolved or {}),
   }
 
 

@@ -75,6 +75,13 @@ class Data:
   def spec(self):
     return self.primary.spec
 
+  @property
+  def directories(self) -> List[str]:
+    """Every dataset directory the run reads, data_dir first, each once."""
+    dirs = [self.primary.directory] + [m.directory for m, _ in self.train_sources] + [
+        m.directory for m in self.eval_sets.values()]
+    return list(dict.fromkeys(dirs))
+
 
 def open_data(cfg: config_lib.ExperimentConfig, create_default: bool = False) -> Data:
   """Reads every manifest the run uses and checks they fit together.
@@ -122,15 +129,16 @@ def _input_config(cfg: config_lib.ExperimentConfig, training: bool, num_workers:
 
 
 def train_input_fn(cfg: config_lib.ExperimentConfig, data: Data, num_workers: int = 1,
-                   worker_index: int = 0):
+                   worker_index: int = 0, stacked: bool = True):
   """Training batches (a weighted mixture with --train_data); a parameter-server worker reads
-  its own part (num_workers, worker_index). With --steps_per_run K, K stacked batches."""
+  its own part (num_workers, worker_index). With --steps_per_run K and `stacked`, K stacked
+  batches per element (what the K-step train op takes); without, one batch per element."""
   input_cfg = _input_config(cfg, True, num_workers, worker_index)
   if data.train_sources:
     input_fn = dataset.make_mixture_input_fn(data.train_sources, splits.TRAIN, input_cfg)
   else:
     input_fn = dataset.make_input_fn(data.primary, splits.TRAIN, input_cfg, training=True)
-  return model_fn_lib.stacked_input_fn(input_fn, cfg.optimization.steps_per_run)
+  return model_fn_lib.stacked_input_fn(input_fn, cfg.optimization.steps_per_run if stacked else 1)
 
 
 def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
@@ -144,7 +152,7 @@ def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
 
 def build_model_fn(cfg: config_lib.ExperimentConfig, spec, optimization=None):
   return model_fn_lib.build_model_fn(cfg.model_def, cfg.hparams, spec,
-                                     optimization or cfg.optimization)
+                                     optimization or cfg.train_config)
 
 
 def build_estimator(cfg: config_lib.ExperimentConfig, spec,
@@ -157,9 +165,10 @@ def build_estimator(cfg: config_lib.ExperimentConfig, spec,
   the strategy, device filters, XLA and the (optionally replica-scaled) learning rate. Without,
   it runs on one device (evaluation, prediction, export).
   """
-  optimization = cfg.optimization
+  optimization = cfg.train_config
   if strategies is None:
-    kwargs = dict(session_config=tf.compat.v1.ConfigProto(allow_soft_placement=True))
+    kwargs = dict(session_config=distribution.session_config(cfg.distribution, None,
+                                                             training=False))
   else:
     kwargs = distribution.run_config_kwargs(cfg.distribution, task, strategies)
     lr = distribution.learning_rate(optimization.learning_rate, cfg.distribution, strategies[0])
@@ -170,9 +179,9 @@ def build_estimator(cfg: config_lib.ExperimentConfig, spec,
   run_config = tf.estimator.RunConfig(
       model_dir=cfg.run.model_dir,
       tf_random_seed=cfg.run.seed,
-      save_checkpoints_steps=cfg.run.save_checkpoints_steps,
+      save_checkpoints_steps=cfg.cadence.checkpoint_steps,
       # With several steps per run train_hooks adds a summary hook that counts them instead.
-      save_summary_steps=summary_steps(cfg) if cfg.optimization.steps_per_run == 1 else 0,
+      save_summary_steps=cfg.cadence.summary_steps if cfg.optimization.steps_per_run == 1 else 0,
       keep_checkpoint_max=cfg.run.keep_checkpoint_max,
       # StepLoggingHook logs loss, learning rate, examples/s and step time instead.
       log_step_count_steps=None,
@@ -181,27 +190,11 @@ def build_estimator(cfg: config_lib.ExperimentConfig, spec,
                                 warm_start_from=warm_start)
 
 
-def parse_profile_steps(text: str) -> Optional[Tuple[int, int]]:
-  """"START,END" -> (start, number of steps), or None for "".
-
-  Raises:
-    config_lib.ConfigError: not two integers with 0 <= START < END.
-  """
-  if not text:
-    return None
-  try:
-    start, end = (int(x) for x in text.split(","))
-  except ValueError:
-    raise config_lib.ConfigError(f"--profile_steps={text!r}: expected START,END steps") from None
-  if not 0 <= start < end:
-    raise config_lib.ConfigError(f"--profile_steps={text!r}: expected 0 <= START < END")
-  return start, end - start
-
-
 def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in,
                        save_report: bool = True) -> Optional[tf.estimator.WarmStartSettings]:
   """Plans the warm start, prints and (the chief) saves its report (loaded/missing/mismatched
-  variables)."""
+  variables). `train_in` yields one batch per element (train_input_fn(stacked=False)): the
+  plan builds the one-step model, whatever --steps_per_run is."""
   if not cfg.run.warm_start_from:
     return None
   variables = warm_start_lib.model_variables(build_model_fn(cfg, spec), train_in)
@@ -222,7 +215,7 @@ def _stopped_early_before(cfg: config_lib.ExperimentConfig,
     return False
   stop = early_stopping.NoImprovement(
       estimator.eval_dir(), cfg.run.early_stopping_metric, cfg.run.early_stopping_higher_is_better,
-      cfg.run.early_stopping_patience_steps)
+      cfg.cadence.patience_steps)
   if not stop():
     return False
   logging.info("%s stopped early before (see the log line above); not training further. "
@@ -231,44 +224,40 @@ def _stopped_early_before(cfg: config_lib.ExperimentConfig,
   return True
 
 
-def summary_steps(cfg: config_lib.ExperimentConfig) -> int:
-  """The training summaries' cadence in global steps."""
-  return min(100, cfg.run.log_every_steps)
-
-
 def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estimator,
-                primary_eval, task: Optional[distribution.ClusterTask] = None
+                primary_eval, task: Optional[distribution.ClusterTask] = None,
+                clock: Optional[hooks_lib.TrainingClock] = None
                 ) -> List[tf.estimator.SessionRunHook]:
-  """Hooks around every training step: preemption, NaN guard, logging, quick eval, profiling,
-  early stopping."""
+  """Hooks around every training step: logging, preemption, NaN guard, quick eval, profiling,
+  early stopping. `clock` times the logged throughput (paused by evaluations)."""
   # Not estimator.config.is_chief: under multi_worker_mirrored every task's RunConfig says
   # chief until the distribute coordinator copies it.
   is_chief = distribution.writes_outputs(task)
-  steps_per_run = cfg.optimization.steps_per_run  # a divisor of every cadence (config check)
-  hooks = [preemption.PreemptionHook(cfg.run.model_dir, is_chief=is_chief),
-           hooks_lib.NanGuardHook(cfg.run.model_dir, manage_checkpoints=is_chief),
-           hooks_lib.StepLoggingHook(cfg.run.log_every_steps, batch_size=cfg.data.batch_size,
+  cadence = cfg.cadence  # every cadence a multiple of steps_per_run (config check)
+  steps_per_run = cadence.steps_per_run
+  clock = clock or hooks_lib.TrainingClock()
+  # Step logging first: its before_run resumes the clock before the other hooks' work.
+  hooks = [hooks_lib.StepLoggingHook(cadence.log_every_steps, batch_size=cfg.data.batch_size,
                                      output_dir=cfg.run.model_dir if is_chief else None,
-                                     steps_per_run=steps_per_run)]
+                                     steps_per_run=steps_per_run, clock=clock),
+           preemption.PreemptionHook(cfg.run.model_dir, is_chief=is_chief),
+           hooks_lib.NanGuardHook(cfg.run.model_dir, manage_checkpoints=is_chief)]
   if steps_per_run > 1:
-    hooks.append(hooks_lib.StopAtStepHook(cfg.run.train_steps))
+    hooks.append(hooks_lib.StopAtStepHook(cadence.train_steps))
     if is_chief:
-      hooks.append(hooks_lib.MultiStepSummarySaverHook(steps_per_run, summary_steps(cfg),
+      hooks.append(hooks_lib.MultiStepSummarySaverHook(steps_per_run, cadence.summary_steps,
                                                        cfg.run.model_dir))
-  if cfg.run.quick_eval_steps > 0 and distribution.can_quick_eval(task):
+  if cadence.quick_eval_steps > 0 and distribution.can_quick_eval(task):
     quick_batches = max(1, math.ceil(cfg.run.quick_eval_examples / cfg.data.eval_batch_size))
-    hooks.append(tf.estimator.experimental.InMemoryEvaluatorHook(
-        estimator, primary_eval, steps=quick_batches, name=QUICK_EVAL,
-        every_n_iter=cfg.run.quick_eval_steps // steps_per_run))  # it counts session.runs
-  profile = parse_profile_steps(cfg.run.profile_steps)
-  if profile and is_chief:
-    hooks.append(hooks_lib.ProfileStepsHook(cfg.run.model_dir, *profile))
+    hooks.append(hooks_lib.QuickEvalHook(
+        clock, estimator, primary_eval, steps=quick_batches, name=QUICK_EVAL,
+        every_n_iter=cadence.quick_eval_steps // steps_per_run))  # it counts session.runs
+  if cadence.profile and is_chief:
+    hooks.append(hooks_lib.ProfileStepsHook(cfg.run.model_dir, *cadence.profile))
   if cfg.run.early_stopping_metric:
-    if cfg.run.early_stopping_patience_steps < 1:
-      raise config_lib.ConfigError("--early_stopping_metric needs --early_stopping_patience_steps >= 1")
     hooks.append(early_stopping.early_stopping_hook(
         estimator, cfg.run.early_stopping_metric, cfg.run.early_stopping_higher_is_better,
-        cfg.run.early_stopping_patience_steps))
+        cadence.patience_steps))
   return hooks
 
 
@@ -406,7 +395,7 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
     cfg: the resolved experiment config (paths absolute).
     fresh: move an existing run in model_dir aside instead of resuming it.
     create_default_data: write the embedded digits dataset to data_dir if it has none.
-    argv: the command line, recorded in the run record.
+    argv: the full command line (sys.argv: program and flags), recorded in the run record.
 
   Returns:
     The final evaluation of every eval set.
@@ -415,6 +404,7 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
     input_fns.errors.UserInputError: bad data, config or model_dir (nothing in model_dir is changed).
   """
   task = distribution.current_task()  # TF_CONFIG is validated before anything starts
+  distribution.configure_gpus(cfg.distribution)  # before anything initialises the devices
   strategies = distribution.make_strategies(cfg.distribution, task)
   distribution.check_batch_size(cfg.data.batch_size, strategies[0])
   if task is not None and task.is_ps:
@@ -428,15 +418,20 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   if chief:
     prepare_model_dir(cfg, fresh)
   _seed_everything(cfg)
+  logging.info(config_lib.cadence_summary(cfg))
+  for warning in config_lib.warnings(cfg):
+    logging.warning(warning)
   if chief:
     config_lib.save(cfg)
     run_record.append(cfg.run.model_dir, run_record.make(
-        cfg.run.seed, cfg.run.deterministic,
-        [cfg.data.data_dir] + [m.directory for m in data.eval_sets.values()], argv))
+        cfg.run.seed, cfg.run.deterministic, data.directories, argv,
+        config=cfg.to_json_dict(), resolved=dataclasses.asdict(cfg.cadence)))
 
-  train_in = train_input_fn(cfg, data, *distribution.per_worker_input(task, strategies[0]))
-  estimator = build_estimator(cfg, data.spec, prepare_warm_start(cfg, data.spec, train_in, chief),
-                              task=task, strategies=strategies)
+  input_part = distribution.per_worker_input(task, strategies[0])
+  train_in = train_input_fn(cfg, data, *input_part)
+  warm_start = prepare_warm_start(cfg, data.spec, train_input_fn(cfg, data, *input_part,
+                                                                 stacked=False), chief)
+  estimator = build_estimator(cfg, data.spec, warm_start, task=task, strategies=strategies)
   primary_eval = eval_input_fn(cfg, data.primary)
   extra = _EvalSetsExporter({name: eval_input_fn(cfg, m) for name, m in data.eval_sets.items()})
   # The chief and the evaluator both evaluate the final checkpoint into the same directories.
@@ -452,10 +447,12 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   if task is None and _stopped_early_before(cfg, estimator):
     outcome = (None, None)  # as a run resumed at train_steps: evaluate and export below
   else:
+    clock = hooks_lib.TrainingClock()  # logged throughput leaves out evaluations and exports
     outcome = tf.estimator.train_and_evaluate(
         estimator,
         tf.estimator.TrainSpec(train_in, max_steps=cfg.run.train_steps,
-                               hooks=train_hooks(cfg, estimator, primary_eval, task)),
+                               hooks=train_hooks(cfg, estimator, primary_eval, task, clock),
+                               saving_listeners=[hooks_lib.PauseClockListener(clock)]),
         tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
                               **distribution.eval_spec_timing(task)))
   if task is not None:  # a cluster: train_and_evaluate returns None on every task

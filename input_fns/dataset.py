@@ -351,22 +351,30 @@ def _chunks(m: manifest_lib.Manifest, split: str, cfg: InputConfig, training: bo
 
 
 def _training_batches(ds: tf.data.Dataset, window: int, batch_size: int,
-                      chain: Tuple[str, ...], spec: fs.FeatureSpec, seed: int) -> tf.data.Dataset:
+                      chain: Tuple[str, ...], spec: fs.FeatureSpec, seed: int,
+                      pipeline_batch: Optional[int] = None) -> tf.data.Dataset:
   """Endless parsed chunks -> shuffled, preprocessed batches of a static shape.
 
-  Each window of `window` examples (rounded up to whole batches) is permuted with one gather
-  and split into batches with a reshape; then `chain` runs per batch. Stateless seeds
+  Each window of `window` examples (rounded up to whole pipeline batches) is permuted with one
+  gather and split into batches with a reshape; then `chain` runs per batch. Stateless seeds
   (seed, window or batch index) keep both reproducible under parallel maps.
+
+  `pipeline_batch` is the examples one step takes from this pipeline (batch_size times the
+  replicas it feeds; default batch_size). The window follows it, not the per-replica
+  batch_size, so R replicas dealt consecutive batches see exactly the examples, in the same
+  order, that one device with R times the batch sees (the mirrored run follows the
+  single-device run step for step).
   """
-  per_window = max(1, math.ceil(window / batch_size)) if window > 1 else 1
-  size = per_window * batch_size
+  pipeline_batch = pipeline_batch or batch_size
+  per_window = max(1, math.ceil(window / pipeline_batch)) if window > 1 else 1
+  size = per_window * pipeline_batch if window > 1 else batch_size
   ds = ds.rebatch(size, drop_remainder=True)
 
   def permute(i, batch):
     order = tf.random.experimental.stateless_shuffle(
         tf.range(size), seed=tf.stack([tf.constant(seed, tf.int64), i]))
     return tf.nest.map_structure(
-        lambda t: tf.reshape(tf.gather(t, order), [per_window, batch_size, *t.shape[1:]]),
+        lambda t: tf.reshape(tf.gather(t, order), [size // batch_size, batch_size, *t.shape[1:]]),
         batch)
 
   def augment(i, batch):
@@ -401,9 +409,11 @@ def _input_fn(sources: Sequence[Tuple[manifest_lib.Manifest, float]], split: str
 
   def input_fn(input_context=None):
     num_workers, index = _workers(cfg, input_context)
-    batch_size = cfg.batch_size
+    batch_size = pipeline_batch = cfg.batch_size
     if input_context is not None:
       batch_size = input_context.get_per_replica_batch_size(cfg.batch_size)
+      pipeline_batch = batch_size * (input_context.num_replicas_in_sync //
+                                     input_context.num_input_pipelines)
     seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**31)
     streams = []
     for i, (m, _) in enumerate(sources):
@@ -416,7 +426,8 @@ def _input_fn(sources: Sequence[Tuple[manifest_lib.Manifest, float]], split: str
       streams = [s.rebatch(chunk, drop_remainder=True) for s in streams]
       ds = tf.data.Dataset.sample_from_datasets(streams, weights, seed=seed)
     if training:
-      ds = _training_batches(ds, cfg.shuffle_buffer, batch_size, after_cache, spec, seed)
+      ds = _training_batches(ds, cfg.shuffle_buffer, batch_size, after_cache, spec, seed,
+                             pipeline_batch)
     else:
       ds = ds.rebatch(batch_size, drop_remainder=cfg.drop_remainder)
     return ds.prefetch(_AUTOTUNE)

@@ -2,8 +2,24 @@
 
 It lives in the bottom layer so input_fns, model_fns and estimator_app can all raise it.
 Scripts (estimator_app/cli.py) print its message as one line and exit non-zero; any other
-exception is a bug and keeps its traceback.
+exception is a bug and keeps its traceback. `redact` keeps credentials a user put in a URL
+out of those lines and out of run records.
 """
+
+import re
+
+# Credentials a user may have put in a URL (query tokens, user:password@).
+_URL_SECRETS = (
+    re.compile(r"(?i)([?&](?:access_token|token|key|sig|signature|x-goog-signature|"
+               r"x-goog-credential|password|secret)=)[^&\s/]+"),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@"),
+)
+
+
+def redact(text: str) -> str:
+  """`text` with URL credentials replaced by REDACTED."""
+  text = _URL_SECRETS[0].sub(r"\1REDACTED", text)
+  return _URL_SECRETS[1].sub(r"\1REDACTED@", text)
 
 
 class UserInputError(ValueError):

@@ -29,6 +29,7 @@ tf.compat.v1 graph, which on TF 2.15 keep their moving-average assign ops only i
 import contextlib
 import dataclasses
 import json
+import random
 import re
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
@@ -72,7 +73,8 @@ class TrainConfig:
       optimization.learning_rate for the formulas).
     warmup_steps: linear learning-rate warm-up over the first steps (any schedule); 0 = none.
     decay_steps: exponential: steps per factor of decay_rate; cosine: the step at which the
-      rate reaches its floor (usually the number of training steps; > warmup_steps).
+      rate reaches its floor (> warmup_steps). 0 (default): the run's train_steps, so the
+      schedule spans the run whatever its length (the training app resolves it).
     decay_rate: factor per decay_steps (exponential) or per boundary (piecewise), in (0, 1].
     staircase: exponential decay in whole steps of decay_steps.
     boundaries: piecewise: increasing positive steps at which the rate is multiplied by
@@ -110,7 +112,7 @@ class TrainConfig:
   learning_rate: float = 1e-3
   lr_schedule: str = "constant"
   warmup_steps: int = 0
-  decay_steps: int = 1000
+  decay_steps: int = 0
   decay_rate: float = 0.1
   staircase: bool = False
   boundaries: Tuple[int, ...] = ()
@@ -139,8 +141,8 @@ class TrainConfig:
     _check_choice("precision", self.precision, PRECISIONS)
     _check("learning_rate", self.learning_rate, self.learning_rate > 0, "> 0")
     _check("warmup_steps", self.warmup_steps, self.warmup_steps >= 0, ">= 0")
-    _check("decay_steps", self.decay_steps, self.decay_steps > 0, "> 0")
-    if self.lr_schedule == "cosine":
+    _check("decay_steps", self.decay_steps, self.decay_steps >= 0, ">= 0 (0: train_steps)")
+    if self.lr_schedule == "cosine" and self.decay_steps:
       _check("decay_steps", self.decay_steps, self.decay_steps > self.warmup_steps,
              f"> warmup_steps ({self.warmup_steps}) for the cosine schedule")
     _check("decay_rate", self.decay_rate, 0 < self.decay_rate <= 1, "in (0, 1]")
@@ -449,11 +451,12 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
     predictions = predictions_of(logits)
     scalars = {
         "learning_rate": step_lr["now"],
-        "gradient_global_norm": grad_norm,
         "losses/cross_entropy": cross_entropy,
         "losses/regularization": regularization,
         metrics_lib.ACCURACY: metrics_lib.batch_accuracy(batch_labels, predictions["class_ids"]),
     }
+    if grad_norm is not None:
+      scalars["gradient_global_norm"] = grad_norm
     if hasattr(optimizer, "loss_scale"):
       scalars["loss_scale"] = optimizer.loss_scale()
     summaries.scalars(scalars)
@@ -463,7 +466,11 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
     return tf.estimator.EstimatorSpec(tf.estimator.ModeKeys.TRAIN, loss=loss, train_op=train_op,
                                       predictions=predictions)
 
-  def model_fn(features, labels, mode):
+  def model_fn(features, labels, mode, config=None):
+    with _seeded_python_random(None if config is None else config.tf_random_seed):
+      return mode_spec(features, labels, mode)
+
+  def mode_spec(features, labels, mode):
     if mode == tf.estimator.ModeKeys.TRAIN:
       return train_spec(features, labels)
     logits, _, model_variables, model_losses = build(features, False)
@@ -483,7 +490,40 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
   return model_fn
 
 
+# Replica r > 0 draws its seeds (dropout) from seed + r * this prime, apart from replica 0's.
+_REPLICA_SEED_STRIDE = 7919
+
+
+@contextlib.contextmanager
+def _seeded_python_random(seed: Optional[int]):
+  """Python's `random` seeded for one model_fn call, then put back as it was.
+
+  Unseeded tf.keras initializers and dropout layers draw their op seeds from Python's
+  `random` module, so a model's initial weights depended on everything that had consumed it
+  before the graph was built: under MirroredStrategy the same seed gave other initial weights
+  than on one device. Seeded per call, the first replica builds exactly the single-device
+  graph's seeds; other replicas get their own (their dropout masks must differ).
+  """
+  if seed is None:
+    yield
+    return
+  replica = 0
+  if tf.distribute.has_strategy():
+    replica_id = tf.get_static_value(
+        tf.distribute.get_replica_context().replica_id_in_sync_group)
+    replica = int(replica_id) if replica_id is not None else 0
+  state = random.getstate()
+  random.seed(seed + _REPLICA_SEED_STRIDE * replica)
+  try:
+    yield
+  finally:
+    random.setstate(state)
+
+
 def _learning_rate(cfg: TrainConfig, global_step: tf.Variable) -> tf.Tensor:
+  if not cfg.decay_steps and cfg.lr_schedule in ("cosine", "exponential"):
+    raise ValueError(f"the {cfg.lr_schedule} schedule needs decay_steps: 0 stands for the run's "
+                     f"train_steps, which the training app resolves (ExperimentConfig.train_config)")
   return optimization.learning_rate(
       global_step, cfg.learning_rate, cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
       decay_steps=cfg.decay_steps, decay_rate=cfg.decay_rate, staircase=cfg.staircase,
@@ -498,15 +538,34 @@ def _optimizer(cfg: TrainConfig, lr) -> tf.compat.v1.train.Optimizer:
       loss_scaling=cfg.precision == "float16")
 
 
+def _replicas_in_sync() -> int:
+  """Replicas whose gradients the optimizer sums each step (1 without a strategy)."""
+  if not tf.distribute.has_strategy():
+    return 1
+  return tf.distribute.get_replica_context().num_replicas_in_sync
+
+
 def _train_step(loss: tf.Tensor, optimizer, cfg: TrainConfig, global_step: tf.Variable,
                 updates: Sequence[tf.Operation]):
-  """One training step: state updates, one optimizer step, global step + 1 (and the grad norm)."""
+  """One training step: state updates, one optimizer step, global step + 1 (and the grad norm,
+  None where it is not computed)."""
   trainable = tf.compat.v1.trainable_variables()
   grads_and_vars = [(g, v) for g, v in optimizer.compute_gradients(
       loss, var_list=trainable, colocate_gradients_with_ops=True) if g is not None]
   if not grads_and_vars:
     raise ValueError("the loss depends on no trainable variable")
-  grads_and_vars, grad_norm = optimization.clip_by_global_norm(grads_and_vars, cfg.clip_norm)
+  if _replicas_in_sync() > 1:
+    # Each replica holds its share of the gradient (its loss is divided by the replica count);
+    # apply_gradients sums the shares. Clipping a share would bound the sum only by
+    # replicas * clip_norm, so the norm is taken of the summed gradient and every share is
+    # scaled by the same factor: the sum is then exactly the clipped single-device gradient.
+    # That costs a second all-reduce per step, paid only when clipping; without clipping the
+    # norm is not computed (one replica's share would be a misleading summary).
+    grad_norm = None
+    if cfg.clip_norm > 0:
+      grads_and_vars, grad_norm = optimization.clip_replica_shares(grads_and_vars, cfg.clip_norm)
+  else:
+    grads_and_vars, grad_norm = optimization.clip_by_global_norm(grads_and_vars, cfg.clip_norm)
   with tf.control_dependencies(updates):
     # The global step is incremented outside apply_gradients so that a step the loss-scale
     # optimizer skips (float16 overflow) still counts: training always reaches max_steps.

@@ -228,3 +228,44 @@ def clip_by_global_norm(
   if clip_norm > 0:
     grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
   return list(zip(grads, [v for _, v in grads_and_vars])), norm
+
+
+def clip_replica_shares(
+    grads_and_vars: Sequence[Tuple[Optional[tf.Tensor], tf.Variable]], clip_norm: float
+) -> Tuple[List[Tuple[Optional[tf.Tensor], tf.Variable]], tf.Tensor]:
+  """Clips the SUM of the replicas' gradient shares to clip_norm (call in a replica context).
+
+  Under a synchronous strategy each replica's gradient is its share of the step's gradient,
+  and the optimizer sums the shares. This all-reduces the shares, takes the global norm of the
+  sum (the same on every replica) and scales this replica's share by
+  min(1, clip_norm / norm): the shares then sum to the clipped gradient.
+
+  Args:
+    grads_and_vars: this replica's (gradient share, variable) pairs, no None gradients.
+    clip_norm: the bound (> 0).
+
+  Returns:
+    (scaled pairs, global norm of the summed gradient before clipping).
+  """
+  grads = [g for g, _ in grads_and_vars]
+  norm = tf.linalg.global_norm(_all_reduce_sum(grads))
+  # tf.clip_by_global_norm's factor: clip_norm / max(norm, clip_norm), NaN for a non-finite norm.
+  scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm)
+  scaled = [tf.IndexedSlices(g.values * tf.cast(scale, g.values.dtype), g.indices, g.dense_shape)
+            if isinstance(g, tf.IndexedSlices) else g * tf.cast(scale, g.dtype) for g in grads]
+  return list(zip(scaled, [v for _, v in grads_and_vars])), norm
+
+
+def _all_reduce_sum(values: Sequence[tf.Tensor]) -> List[tf.Tensor]:
+  """Every replica's `values` summed over the replicas, on each replica (a replica context).
+
+  ReplicaContext.all_reduce is differentiable through tf.custom_gradient, which in a TF1
+  graph looks the replicas' variables up by name and fails on MirroredStrategy's
+  "<name>/replica_1"; nothing differentiates through the norm, so the plain batch reduce
+  it wraps is used.
+  """
+  def merge(strategy, *per_replica):
+    return strategy.extended.batch_reduce_to(
+        tf.distribute.ReduceOp.SUM,
+        [(v, v.device if isinstance(v, tf.Tensor) else v) for v in per_replica])
+  return list(tf.distribute.get_replica_context().merge_call(merge, args=tuple(values)))

@@ -88,16 +88,16 @@ def config_from_flags(base_dir: Optional[str] = None) -> config_lib.ExperimentCo
   Raises:
     config_lib.ConfigError: a bad config file, flag value or hparam.
   """
-  cfg = config_lib.ExperimentConfig()
+  layers = []
   if CONFIG.value:
-    cfg = config_lib.load_file(paths.resolve_path(CONFIG.value, base_dir), cfg)
+    layers.append(config_lib.read_file(paths.resolve_path(CONFIG.value, base_dir)))
   overrides = {section: {name: holder.value for name, holder in holders.items() if holder.present}
                for section, holders in SECTION_FLAGS.items()}
   overrides = {k: v for k, v in overrides.items() if v}
   if flags.FLAGS["model"].present:
     overrides["model"] = MODEL.value
-  cfg = config_lib.from_dict(overrides, "flags", cfg)
-  cfg = config_lib.apply_hparams(cfg, HPARAMS.value)
+  layers.append((overrides, "flags"))
+  cfg = config_lib.from_layers(layers, HPARAMS.value)
   return config_lib.with_resolved_paths(cfg, base_dir)
 
 

@@ -10,6 +10,8 @@ the embedded digits dataset is written there on first use. Rerunning the same co
 from the latest checkpoint.
 """
 
+import sys
+
 from absl import flags
 
 from estimator_app import cli
@@ -45,12 +47,13 @@ def summary(cfg: config_lib.ExperimentConfig, result: runner.RunResult) -> str:
 
 
 def main(argv):
+  del argv  # absl passes what is left after the flags; the run record keeps the whole line
   cfg = experiment_flags.config_from_flags()
   default_data = paths.resolve_path(config_lib.DataConfig().data_dir)
   if _DIAGNOSE_INPUT.value:
     runner.diagnose_input(cfg, create_default_data=cfg.data.data_dir == default_data)
   result = runner.train(cfg, fresh=_FRESH.value,
-                        create_default_data=cfg.data.data_dir == default_data, argv=argv)
+                        create_default_data=cfg.data.data_dir == default_data, argv=sys.argv)
   print("\n" + summary(cfg, result))
 
 

@@ -9,6 +9,99 @@ from absl.testing import parameterized
 from estimator_app import config as config_lib
 
 
+def _cfg(run=None, optimization=None, **sections):
+  d = {"run": dict(run or {}), "optimization": dict(optimization or {})}
+  d.update(sections)
+  return config_lib.from_dict(d, "test")
+
+
+class DefaultsFollowTheRunTest(tf.test.TestCase, parameterized.TestCase):
+  """Every step-count default checked against a 50-step and a 100k-step run (issue 13)."""
+
+  @parameterized.named_parameters(
+      # train_steps, steps_per_run -> checkpoint, quick eval, log, patience
+      ("fifty_steps", 50, 1, 50, 25, 5, 150),
+      ("three_hundred", 300, 1, 100, 50, 30, 300),
+      ("main_job", 2000, 1, 500, 250, 100, 1500),
+      ("main_job_20_per_run", 2000, 20, 500, 240, 100, 1500),
+      ("hundred_thousand", 100_000, 1, 5000, 2500, 100, 15000),
+      ("hundred_thousand_8_per_run", 100_000, 8, 5000, 2496, 96, 15000),
+  )
+  def test_automatic_cadences(self, steps, k, checkpoint, quick, log, patience):
+    c = _cfg(run={"train_steps": steps}, optimization={"steps_per_run": k}).cadence
+    self.assertEqual((c.checkpoint_steps, c.quick_eval_steps, c.log_every_steps,
+                      c.patience_steps), (checkpoint, quick, log, patience))
+    self.assertEqual(c.decay_steps, steps)  # the default cosine schedule spans the run
+    for value in (c.checkpoint_steps, c.quick_eval_steps, c.log_every_steps):
+      self.assertEqual(value % k, 0, value)  # the K-step train op lands on every cadence
+    self.assertLessEqual(c.checkpoint_steps, steps)  # at least one evaluation
+
+  @parameterized.parameters(50, 2400, 5000, 100_000)
+  def test_default_schedule_ends_at_train_steps(self, steps):
+    cfg = _cfg(run={"train_steps": steps})
+    self.assertEqual(cfg.optimization.lr_schedule, "cosine")
+    self.assertEqual(cfg.train_config.decay_steps, steps)
+    self.assertEqual(config_lib.warnings(cfg), [])
+
+  def test_values_the_user_sets_are_kept(self):
+    c = _cfg(run={"train_steps": 1000, "save_checkpoints_steps": 300, "quick_eval_steps": 0,
+                  "log_every_steps": 7, "early_stopping_patience_steps": 50},
+             optimization={"decay_steps": 4000}).cadence
+    self.assertEqual((c.checkpoint_steps, c.quick_eval_steps, c.log_every_steps,
+                      c.patience_steps, c.decay_steps), (300, 0, 7, 50, 4000))
+
+  def test_a_cosine_schedule_that_ends_at_zero_before_the_run_is_refused(self):
+    with self.assertRaisesRegex(
+        config_lib.ConfigError,
+        r"reaches learning rate 0 at step 2000 \(--decay_steps=2000\) but --train_steps=2400: "
+        r"the last 400 steps would train nothing. Leave --decay_steps at 0"):
+      _cfg(run={"train_steps": 2400}, optimization={"decay_steps": 2000})
+
+  def test_a_schedule_floor_reached_early_is_warned_about_once(self):
+    cfg = _cfg(run={"train_steps": 2400},
+               optimization={"decay_steps": 2000, "min_lr_fraction": 0.1})
+    warnings = config_lib.warnings(cfg)
+    self.assertLen(warnings, 1)
+    self.assertIn("reaches its floor (--min_lr_fraction=0.1) at step 2000", warnings[0])
+    late = _cfg(optimization={"lr_schedule": "piecewise", "boundaries": [1000, 3000]})
+    self.assertIn("--boundaries [3000] lie at or after --train_steps=2000", config_lib.warnings(late)[0])
+
+  @parameterized.named_parameters(
+      ("warmup_as_long_as_the_run", {"train_steps": 100}, {"warmup_steps": 100},
+       r"--warmup_steps=100 is not below --train_steps=100"),
+      ("cosine_shorter_than_warmup", {"train_steps": 100},
+       {"warmup_steps": 50, "decay_steps": 40, "min_lr_fraction": 0.1},
+       r"--decay_steps=40: expected > warmup_steps \(50\)"),
+      ("profile_after_the_run", {"train_steps": 100, "profile_steps": "100,120"}, {},
+       r"--profile_steps='100,120' starts at or after --train_steps=100"),
+      ("profile_backwards", {"profile_steps": "9,3"}, {}, r"--profile_steps='9,3'"),
+      ("zero_steps", {"train_steps": 0}, {}, r"--train_steps=0: expected 1 or more"),
+      ("bad_patience", {"early_stopping_patience_steps": -5}, {},
+       r"--early_stopping_patience_steps=-5"),
+      ("bad_warm_start_map", {"warm_start_map": "a=b,c"}, {}, r"warm start name map entry 'c'"),
+      ("bad_warm_start_vars", {"warm_start_vars": "dense_("}, {}, r"--warm_start_vars='dense_\('"),
+      ("quick_eval_below_auto", {"quick_eval_steps": -2}, {}, r"--quick_eval_steps=-2"),
+  )
+  def test_bad_step_settings_fail_when_the_config_is_built(self, run, optimization, message):
+    # Before train() writes config.json or a run record: nothing reaches model_dir.
+    with self.assertRaisesRegex(config_lib.ConfigError, message):
+      _cfg(run=run, optimization=optimization)
+
+  def test_a_later_layer_completes_an_earlier_one(self):
+    # A file that alone would be refused (a 1000-step schedule in a 2000-step run) is fine
+    # once the flags set train_steps: cross-section checks run on the final config only.
+    cfg = config_lib.from_layers([({"optimization": {"decay_steps": 1000}}, "config file x"),
+                                  ({"run": {"train_steps": 1000}}, "flags")])
+    self.assertEqual(cfg.cadence.decay_steps, 1000)
+    with self.assertRaisesRegex(config_lib.ConfigError, "reaches learning rate 0"):
+      config_lib.from_layers([({"optimization": {"decay_steps": 1000}}, "config file x")])
+
+  def test_cadence_summary_names_every_resolved_count(self):
+    line = config_lib.cadence_summary(_cfg(run={"train_steps": 100_000}))
+    self.assertEqual(line, "run: 100000 steps, checkpoint + full eval every 5000, quick eval "
+                           "every 2500, log every 100, cosine schedule over 100000 steps")
+
+
 class ConfigTest(tf.test.TestCase, parameterized.TestCase):
 
   def _write(self, content):

@@ -17,6 +17,9 @@ tf.config.set_logical_device_configuration(
 
 from absl.testing import parameterized  # pylint: disable=g-import-not-at-top
 
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+from estimator_app import config as config_lib  # pylint: disable=g-import-not-at-top
 from estimator_app import distribution  # pylint: disable=g-import-not-at-top
 from estimator_app import runner  # pylint: disable=g-import-not-at-top
 from input_fns import errors  # pylint: disable=g-import-not-at-top
@@ -225,7 +228,7 @@ class RunConfigTest(tf.test.TestCase):
     distribution.wait_for_path(path, 0.2, "dataset manifest", poll_secs=0.05)
 
 
-class MirroredTest(tf.test.TestCase):
+class MirroredTest(tf.test.TestCase, parameterized.TestCase):
   """Two replicas on two logical CPU devices against one device, same global batch."""
 
   def setUp(self):
@@ -272,11 +275,69 @@ class MirroredTest(tf.test.TestCase):
     with self.assertRaisesRegex(distribution.DistributionError, "--batch_size=33"):
       distribution.check_batch_size(33, strategy)
 
-  def test_mirrored_trains_in_mixed_precision(self):
-    result = self._train(strategy="mirrored", devices="/cpu:0,/cpu:1", precision="bfloat16",
+  @parameterized.named_parameters(("float16", "float16"), ("bfloat16", "bfloat16"))
+  def test_mirrored_trains_in_mixed_precision(self, precision):
+    result = self._train(strategy="mirrored", devices="/cpu:0,/cpu:1", precision=precision,
                          train_steps=20)
     self.assertEqual(result["global_step"], 20)
     self.assertLess(result["metrics"]["loss"], 2.3)
+
+
+class MirroredRunnerTest(tf.test.TestCase, parameterized.TestCase):
+  """runner.train (what //scripts:train runs) under mirrored against one device: same seed,
+  same data, same weights, with the real input pipeline (shuffle windows) and clipping on."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "digits")
+    runner.load_dataset(cls.data_dir, create_default=True)
+
+  def _train(self, clip_norm, **distribution_flags):
+    model_dir = self.create_tempdir().full_path
+    cfg = config_lib.from_dict({
+        "model": "dnn", "hparams": {"dropout": 0.0},
+        "data": {"data_dir": self.data_dir, "batch_size": 32},
+        "optimization": {"optimizer": "sgd", "learning_rate": 0.1, "lr_schedule": "constant",
+                         "clip_norm": clip_norm},
+        "run": {"model_dir": model_dir, "train_steps": 20, "save_checkpoints_steps": 20,
+                "log_every_steps": 10, "quick_eval_steps": 0, "keep_best": 0,
+                "export": False},
+        "distribution": distribution_flags}, "test")
+    runner.train(cfg)
+    weights = {}
+    for step in (0, 20):
+      path = os.path.join(model_dir, f"model.ckpt-{step}")
+      weights[step] = {n: tf.train.load_variable(path, n)
+                       for n, _ in tf.train.list_variables(path) if n.startswith("dnn/")}
+    norms = [(e.step, v.simple_value)
+             for f in tf.io.gfile.glob(os.path.join(model_dir, "events.out.tfevents.*"))
+             for e in tf.compat.v1.train.summary_iterator(f) for v in e.summary.value
+             if v.tag == "gradient_global_norm"]
+    return weights, dict(norms)
+
+  @parameterized.named_parameters(("no_clipping", 0.0), ("clipping", 0.05))
+  def test_runner_train_under_mirrored_follows_one_device(self, clip_norm):
+    single, single_norms = self._train(clip_norm)
+    mirrored, mirrored_norms = self._train(clip_norm, strategy="mirrored",
+                                           devices="/cpu:0,/cpu:1")
+    self.assertNotEmpty(single[20])
+    self.assertEqual(single[20].keys(), mirrored[20].keys())
+    for name in single[0]:  # the same seed gives the same initial weights
+      np.testing.assert_array_equal(single[0][name], mirrored[0][name], err_msg=name)
+    for name in single[20]:  # and the same steps on the same examples the same weights
+      self.assertAllClose(single[20][name], mirrored[20][name], atol=1e-6, msg=name)
+    moved = max(float(np.max(np.abs(single[20][n] - single[0][n]))) for n in single[20])
+    self.assertGreater(moved, 1e-3)  # training did move them
+    if clip_norm:
+      # The clipped quantity and the summary are the all-reduced gradient's norm, the
+      # single-device gradient's (it was one replica's share, about half of it).
+      self.assertNotEmpty(mirrored_norms)
+      self.assertGreater(min(single_norms.values()), clip_norm)  # clipping was active
+      for step, value in mirrored_norms.items():
+        self.assertAllClose(value, single_norms[step], rtol=1e-4, msg=f"step {step}")
+    else:
+      self.assertEmpty(mirrored_norms)  # one replica's share would mislead: not summarised
 
 
 # Writes 50 eval-like summaries into argv[1] as the TF_CONFIG task in argv[2], starting at the

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -80,6 +81,61 @@ class StepLoggingHookTest(tf.test.TestCase, parameterized.TestCase):
   def test_rejects_bad_cadence(self):
     with self.assertRaisesRegex(errors.UserInputError, "every_n_steps must be >= 1, got 0"):
       hooks.StepLoggingHook(every_n_steps=0)
+
+
+class _SlowEvaluation(tf.estimator.CheckpointSaverListener):
+  """Stands for train_and_evaluate's listener: evaluates (sleeps) in after_save."""
+
+  def __init__(self, secs):
+    self._secs = secs
+
+  def after_save(self, session, global_step_value):
+    time.sleep(self._secs)
+
+
+class TrainingClockTest(tf.test.TestCase):
+
+  def test_clock_stops_while_paused(self):
+    now = [100.0]
+    clock = hooks.TrainingClock(time_fn=lambda: now[0])
+    now[0] += 2
+    clock.pause()
+    clock.pause()  # idempotent: the pause started at 102 still counts from there
+    now[0] += 30
+    self.assertEqual(clock.seconds(), 2.0)
+    clock.resume()
+    clock.resume()
+    now[0] += 1
+    self.assertEqual(clock.seconds(), 3.0)
+    self.assertFalse(clock.paused)
+
+  def test_logged_throughput_leaves_out_evaluations_between_steps(self):
+    # A checkpoint (and a 1.5 s "evaluation") every 5 steps, a line every 5 steps. Without
+    # the paused clock each interval would last >= 1.5 s, a step >= 300 ms; the tiny MLP
+    # takes a few ms per step even on a loaded 2-core machine.
+    for paused in (True, False):
+      clock = hooks.TrainingClock()
+      records = []
+      hook = hooks.StepLoggingHook(every_n_steps=5, batch_size=16, clock=clock,
+                                   log_fn=lambda line, h=None: None)
+      listeners = ([hooks.PauseClockListener(clock)] if paused else []) + [_SlowEvaluation(1.5)]
+      est = tiny_model.estimator(self.create_tempdir().full_path, save_checkpoints_steps=5,
+                                 learning_rate=0.05)
+      original = hook.after_run
+
+      def after_run(run_context, run_values, original=original, hook=hook, records=records):
+        before = hook.last_record
+        original(run_context, run_values)
+        if hook.last_record is not before:
+          records.append(hook.last_record)
+      hook.after_run = after_run
+      est.train(tiny_model.input_fn(), max_steps=16, hooks=[hook], saving_listeners=listeners)
+      step_times = [r["step_time_ms"] for r in records if "step_time_ms" in r]
+      self.assertLen(step_times, 3)
+      if paused:
+        self.assertLess(max(step_times), 100.0, step_times)
+      else:  # the same run without the pause: the sleep is in the figure
+        self.assertGreater(min(step_times), 300.0, step_times)
 
 
 class NanGuardHookTest(tf.test.TestCase):

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl.testing import parameterized
 
 from estimator_app import checkpoints
 from estimator_app import config as config_lib
@@ -12,7 +13,7 @@ from estimator_app import hooks
 from estimator_app import runner
 
 
-class RunnerTest(tf.test.TestCase):
+class RunnerTest(tf.test.TestCase, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
@@ -55,12 +56,16 @@ class RunnerTest(tf.test.TestCase):
     best = checkpoints.best_checkpoint(os.path.join(cfg.run.model_dir, checkpoints.BEST_DIR))
     self.assertNotEmpty(tf.train.list_variables(best))
 
-  def test_warm_start_from_another_run_reports_and_loads(self):
+  @parameterized.named_parameters(("one_step_per_run", 1), ("two_steps_per_run", 2))
+  def test_warm_start_from_another_run_reports_and_loads(self, steps_per_run):
+    # The plan builds the one-step model whatever --steps_per_run is (with K > 1 it once
+    # built it from the stacked [K, B, ...] input and crashed).
     source = self._cfg(run={"train_steps": 20})
     runner.train(source)
-    target = self._cfg(run={"train_steps": 1, "save_checkpoints_steps": 1,
+    target = self._cfg(run={"train_steps": steps_per_run, "save_checkpoints_steps": steps_per_run,
                             "warm_start_from": source.run.model_dir,
-                            "warm_start_vars": "dnn/hidden_0/.*"})
+                            "warm_start_vars": "dnn/hidden_0/.*"},
+                       optimization={"steps_per_run": steps_per_run})
     runner.train(target)
     with open(os.path.join(target.run.model_dir, "warm_start_report.json")) as f:
       report = json.load(f)
@@ -146,8 +151,8 @@ class RunnerTest(tf.test.TestCase):
 
   def test_bad_profile_steps(self):
     with self.assertRaisesRegex(config_lib.ConfigError, "--profile_steps='9,3'"):
-      runner.parse_profile_steps("9,3")
-    self.assertEqual(runner.parse_profile_steps("5,8"), (5, 3))
+      config_lib.parse_profile_steps("9,3")
+    self.assertEqual(config_lib.parse_profile_steps("5,8"), (5, 3))
 
 
 def _events(logdir):
