@@ -182,6 +182,26 @@ class RunConfigTest(tf.test.TestCase):
     self.assertEqual(off.graph_options.optimizer_options.global_jit_level,
                      tf.compat.v1.OptimizerOptions.DEFAULT)
 
+  def test_gpu_memory_growth_on_by_default_and_no_xla_outside_training(self):
+    cfg = distribution.DistributionConfig(xla=True)
+    self.assertTrue(distribution.session_config(cfg, None).gpu_options.allow_growth)
+    off = distribution.DistributionConfig(gpu_memory_growth=False)
+    self.assertFalse(distribution.session_config(off, None).gpu_options.allow_growth)
+    serving = distribution.session_config(cfg, None, training=False)
+    self.assertEqual(serving.graph_options.optimizer_options.global_jit_level,
+                     tf.compat.v1.OptimizerOptions.DEFAULT)
+    distribution.configure_gpus(cfg)  # no GPU here: a no-op, not an error
+
+  def test_collectives_are_nccl_on_gpus_and_ring_on_cpus(self):
+    comm = tf.distribute.experimental.CollectiveCommunication
+    auto = distribution.DistributionConfig(strategy="multi_worker_mirrored")
+    self.assertEqual(distribution.collective_communication(auto, num_gpus=0), comm.RING)
+    self.assertEqual(distribution.collective_communication(auto, num_gpus=8), comm.NCCL)
+    ring = distribution.DistributionConfig(strategy="multi_worker_mirrored", collective="ring")
+    self.assertEqual(distribution.collective_communication(ring, num_gpus=8), comm.RING)
+    with self.assertRaisesRegex(distribution.DistributionError, "--collective='mpi'"):
+      distribution.DistributionConfig(collective="mpi")
+
   def test_run_config_of_a_worker_keeps_the_filters_and_knows_its_place(self):
     env = {"TF_CONFIG": _tf_config(task_type="worker", index=1)}
     with mock.patch.dict(os.environ, env):

@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import sys
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -84,7 +86,51 @@ class TrainTest(tf.test.TestCase):
     # Same command with more steps continues from the last checkpoint.
     longer = self._cfg(train_steps=90)
     self.assertEqual(runner.train(longer).global_step, 90)
-    self.assertEqual(len(run_record.read(cfg.run.model_dir)), 2)
+    records = run_record.read(cfg.run.model_dir)
+    self.assertEqual(len(records), 2)
+    # Each start keeps its own resolved config: the first start's is not lost to the resume.
+    self.assertEqual([r["config"]["run"]["train_steps"] for r in records], [60, 90])
+    self.assertEqual([r["resolved"]["decay_steps"] for r in records], [60, 90])
+    self.assertEqual(records[0]["config"], cfg.to_json_dict())
+
+  def test_run_record_keeps_the_command_line_and_every_source(self):
+    other = os.path.join(self.root, "digits2")
+    runner.load_dataset(other, create_default=True, seed=7)
+    cfg = self._cfg(train_steps=10, save_checkpoints_steps=10, quick_eval_steps=0,
+                    log_every_steps=10, train_data="digits:0.5,digits2:0.5")
+    argv = ["scripts/train.py", "--train_steps=10", "--train_data=digits:0.5,digits2:0.5",
+            "--data_dir=gs://b/x?access_token=s3cr3t"]
+    runner.train(cfg, argv=argv)
+    record = run_record.read(cfg.run.model_dir)[0]
+    self.assertEqual(record["argv"][:3], argv[:3])  # flags and all, not only the program
+    self.assertEqual(record["argv"][3], "--data_dir=gs://b/x?access_token=REDACTED")
+    self.assertEqual(sorted(record["data"]), sorted([self.data_dir, other]))
+    for digest in record["data"].values():
+      self.assertLen(digest, 64)
+
+  def test_main_records_sys_argv(self):
+    cfg = self._cfg(train_steps=5, save_checkpoints_steps=5, log_every_steps=5)
+    argv = ["train.py", "--train_steps=5", f"--model_dir={cfg.run.model_dir}"]
+    with flagsaver.as_parsed(data_dir=self.data_dir, model_dir=cfg.run.model_dir,
+                             model="dnn", train_steps="5", export="false"), \
+        mock.patch.object(sys, "argv", argv):
+      train.main(["train.py"])  # absl hands main only what is left after the flags
+    self.assertEqual(run_record.read(cfg.run.model_dir)[0]["argv"], argv)
+
+  def test_learning_rate_stays_above_zero_to_the_end(self):
+    cfg = self._cfg(train_steps=60, log_every_steps=10)
+    runner.train(cfg)
+    lrs = sorted((e.step, v.simple_value)
+                 for path in tf.io.gfile.glob(os.path.join(cfg.run.model_dir, "events.*"))
+                 for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value
+                 if v.tag == "learning_rate")
+    self.assertGreaterEqual(len(lrs), 5)
+    self.assertGreaterEqual(lrs[-1][0], 50)  # summarised into the run's last tenth
+    values = [lr for _, lr in lrs]
+    self.assertEqual(values, sorted(values, reverse=True))  # cosine: decreasing
+    self.assertGreater(min(values), 0.0)  # and above 0 to the end (it hit 0 at step 2000)
+    # The step the run ends on is where the schedule ends.
+    self.assertEqual(cfg.train_config.decay_steps, cfg.run.train_steps)
 
   def test_other_architecture_is_refused_and_nothing_changes(self):
     cfg = self._cfg(train_steps=30)
