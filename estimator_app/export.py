@@ -40,7 +40,7 @@ import secrets
 import shutil
 import socket
 import tempfile
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 from absl import logging
@@ -108,12 +108,15 @@ class ExportOptions:
     model_name: the name TF Serving serves it under (used in warm-up requests and metadata).
     warmup_examples: examples per warm-up request (one request per signature); 0 writes none.
     validate_examples: eval examples the parity check compares; 0 skips validation.
-    tolerance: max abs difference of probabilities the parity check accepts.
+    tolerance: what probabilities may differ by in the parity check: a
+      serving_validation.Tolerance, or a float (absolute); None (default) takes the one of the
+      model's precision (serving_validation.TOLERANCES: 1e-5 absolute for float32, looser and
+      relative for float16 and bfloat16).
   """
   model_name: str = "model"
   warmup_examples: int = 4
   validate_examples: int = 32
-  tolerance: float = 1e-5
+  tolerance: Union[None, float, serving_validation.Tolerance] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +215,8 @@ def write_saved_model(export_dir: str, model: ServingModel, checkpoint_path: str
     init = tf.compat.v1.group(tf.compat.v1.local_variables_initializer(),
                               tf.compat.v1.tables_initializer())
     _check_variables(checkpoint_path, model)
-    with tf.compat.v1.Session(graph=graph) as sess:
+    # Restoring and saving need no accelerator: leave the training job's GPUs alone.
+    with tf.compat.v1.Session(graph=graph, config=warmup.cpu_session_config()) as sess:
       saver.restore(sess, checkpoint_path)
       builder = tf.compat.v1.saved_model.Builder(export_dir)
       builder.add_meta_graph_and_variables(
@@ -347,8 +351,9 @@ def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
     examples: serialized eval tf.Examples for warm-up and validation (labels allowed).
     options: model name, warm-up and validation sizes, tolerance.
     eval_result: evaluation metrics to record in the metadata (exporters pass theirs).
-    estimator: the Estimator whose predict() is the parity reference (default: a new one
-      over `reference`'s model_fn).
+    estimator: the Estimator whose model_fn the parity reference predicts with (default: a new
+      one over `reference`'s model_fn); its training-only session options (XLA, GPUs) are not
+      used, the reference computes as serving does.
     reference: what evaluation runs (model_fn and preprocessing) if it differs from `model`.
     exporter: name of the exporter, recorded in the metadata.
 
@@ -358,11 +363,14 @@ def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
   Raises:
     ExportError: bad checkpoint or model base, or too few examples for warm-up/validation.
     serving_validation.ValidationError: the export does not match estimator.predict (it is
-      kept as `.rejected-<version>` and never becomes visible).
+      kept as `.rejected-<version>` and never becomes visible), or the tolerance is negative
+      (checked before anything is written).
   """
   _check_checkpoint(checkpoint_path)
   if (options.warmup_examples or options.validate_examples) and not examples:
     raise ExportError("warm-up and validation need eval examples; got none")
+  if options.validate_examples:  # before anything is written
+    serving_validation.tolerance_for(model.train_cfg.precision, options.tolerance)
   if _is_gcs(model_base):
     return _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_result,
                           estimator, reference, exporter)
@@ -415,7 +423,7 @@ def _build_and_validate(staging, model, checkpoint_path, examples, options, eval
   return serving_validation.validate(
       staging, model_fn=ref.model_fn(), spec=ref.spec, preprocessing=ref.preprocessing,
       checkpoint_path=checkpoint_path, records=list(examples[:options.validate_examples]),
-      tolerance=options.tolerance, estimator=estimator)
+      tolerance=options.tolerance, precision=model.train_cfg.precision, estimator=estimator)
 
 
 def _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_result,

@@ -4,6 +4,7 @@ The SavedModel is loaded in a FRESH Python process (`sys.executable -m
 estimator_app.serving_validation REQUEST.json`), the way TF Serving loads it: a TF1 session,
 the `serve` tag, every signature called by its tensor names. Nothing of the exporting process
 (graph, variables, Keras name counters, imported modules) can leak into the answer. The child
+sees no GPU (CUDA_VISIBLE_DEVICES=-1: it never takes the training job's) and runs no XLA. It
 calls every signature on the same N eval examples (labels stripped, as a client sends them):
 
   * string inputs get the serialized tf.Examples;
@@ -11,24 +12,34 @@ calls every signature on the same N eval examples (labels stripped, as a client 
 
 and replays the warm-up requests. The parent computes the reference with
 `estimator.predict` over the dataset's own evaluation input_fn (`input_fns.dataset`) fed with
-the same records, then compares, per signature:
+the same records, computed the way serving computes: the model's own precision, on the CPU,
+without training-only session options (XLA's global_jit_level, a distribution strategy), even
+when the Estimator given is the training one. Then it compares, per signature:
 
-  * Predict signatures: `probabilities` (max abs difference <= tolerance) and `class_ids`
-    (equal); every other shared float output is reported;
-  * Classify signatures: `scores` vs probabilities, and the top class name vs the label name
-    of the reference class id; each row of `classes` must be the label names.
+  * Predict signatures: `probabilities` within the tolerance and `class_ids` equal; every
+    other shared float output is reported;
+  * Classify signatures: `scores` vs probabilities within the tolerance, and the top class vs
+    the reference class id; each row of `classes` must be the label names.
 
-The report (a JSON-able dict) says `passed` and holds the figures. `ValidationError` (a
+The tolerance follows the model's precision (`TOLERANCES`): |export - estimator| <= atol +
+rtol * |estimator| per value, tight for float32, looser for the 16-bit precisions. A class that
+differs only counts when the reference's probabilities of the two classes are further apart
+than that tolerance allows (`class_mismatches`): 16-bit models make near-ties (bfloat16 exact
+ones) that rounding may flip, while a wrong export differs by far more.
+
+The report (a JSON-able dict) says `passed`, the tolerance used and the worst value (signature,
+output, example, class, both values), and holds the figures. `ValidationError` (a
 UserInputError) is what callers raise on a failed report.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -48,6 +59,84 @@ class ValidationError(errors.UserInputError):
   """An export does not answer like estimator.predict (or cannot be loaded/called)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+  """How far an export's value may be from the reference's: |a - b| <= atol + rtol * |b|.
+
+  Attributes:
+    atol: the absolute part.
+    rtol: the part relative to the reference value |b|.
+    precision: the model precision whose default this is; None for a tolerance given explicitly.
+  """
+  atol: float
+  rtol: float = 0.0
+  precision: Optional[str] = None
+
+  def allowed(self, reference: np.ndarray) -> np.ndarray:
+    """The largest |export - reference| accepted at each reference value."""
+    return self.atol + self.rtol * np.abs(reference)
+
+  def describe(self) -> str:
+    source = f"{self.precision} default" if self.precision else "explicit"
+    return f"|export - estimator| <= {self.atol:g} + {self.rtol:g} * |estimator| ({source})"
+
+
+# Chosen from measurements on the digits models (dnn 16 and 128x64 wide, lenet5; 40 steps;
+# 256 eval examples; CPU), as the largest share of atol=1e-3 + rtol=1e-2 any value used:
+#   float16, same model computed otherwise (XLA, batch of 1 or 7, float32 compute): <= 0.21;
+#     a real mismatch (the checkpoint of step 20 instead of 40; no `scale`): >= 7.6 and >= 240.
+#   bfloat16, XLA and other batch sizes: 0 (bit-identical); float32 compute: <= 0.41;
+#     step 20 instead of 40: >= 14; no `scale`: >= 270.
+# float16 at 1x and bfloat16 at 2x that shape leave ~5x headroom over the legitimate spread
+# and catch the closest real mismatch by ~7x. float32 keeps the absolute 1e-5 (measured: 0).
+TOLERANCES = {
+    "float32": Tolerance(atol=1e-5, rtol=0.0, precision="float32"),
+    "float16": Tolerance(atol=1e-3, rtol=1e-2, precision="float16"),
+    "bfloat16": Tolerance(atol=2e-3, rtol=2e-2, precision="bfloat16"),
+}
+
+
+def tolerance_for(precision: str, explicit: Union[None, float, Tolerance] = None) -> Tolerance:
+  """The tolerance a parity check uses: `explicit` if given, else the precision's default.
+
+  Args:
+    precision: the model's precision (TrainConfig.precision): float32, float16 or bfloat16.
+    explicit: a Tolerance, or a float (an absolute tolerance, rtol 0); None for the default.
+
+  Raises:
+    ValidationError: no explicit tolerance and an unknown precision, or a negative tolerance.
+  """
+  if explicit is None:
+    if precision not in TOLERANCES:
+      raise ValidationError(f"no default parity tolerance for precision {precision!r} "
+                            f"(known: {', '.join(TOLERANCES)}); give one explicitly")
+    return TOLERANCES[precision]
+  tol = explicit if isinstance(explicit, Tolerance) else Tolerance(atol=float(explicit))
+  if tol.atol < 0 or tol.rtol < 0:
+    raise ValidationError(f"parity tolerance must not be negative, got {tol.describe()}")
+  return tol
+
+
+def _reference_estimator(model_fn, estimator: Optional[tf.estimator.Estimator],
+                         work_dir: str) -> tf.estimator.Estimator:
+  """An Estimator that predicts as serving computes: CPU only, no XLA, no strategy.
+
+  Given the training Estimator, keeps its model_fn (and so its params and precision), its
+  model_dir and, through TF_CONFIG, its cluster, plus the device filters of its session config
+  (which tasks a cluster session talks to; they change no number). Everything else of that
+  config (XLA's global_jit_level, GPU options) is training's, not serving's.
+  """
+  config = warmup.cpu_session_config()
+  if estimator is None:
+    return tf.estimator.Estimator(model_fn, model_dir=os.path.join(work_dir, "estimator"),
+                                  config=tf.estimator.RunConfig(session_config=config))
+  training = estimator.config.session_config
+  if training is not None:
+    config.device_filters.extend(training.device_filters)
+  return tf.estimator.Estimator(estimator.model_fn, model_dir=estimator.model_dir,
+                                config=tf.estimator.RunConfig(session_config=config))
+
+
 def _reference_predictions(records: Sequence[bytes], work_dir: str, model_fn, spec: fs.FeatureSpec,
                            preprocessing: Sequence[str], checkpoint_path: str,
                            estimator: Optional[tf.estimator.Estimator]) -> Dict[str, np.ndarray]:
@@ -65,10 +154,23 @@ def _reference_predictions(records: Sequence[bytes], work_dir: str, model_fn, sp
   input_fn = dataset.make_input_fn(
       m, _SPLIT, dataset.InputConfig(batch_size=len(records), preprocessing=tuple(preprocessing)),
       training=False)
-  est = estimator or tf.estimator.Estimator(model_fn, model_dir=os.path.join(work_dir, "estimator"))
+  est = _reference_estimator(model_fn, estimator, work_dir)
   batches = list(est.predict(input_fn, checkpoint_path=checkpoint_path,
                              yield_single_examples=False))
   return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def _child_env() -> Dict[str, str]:
+  """The validation child's environment: this package importable, no GPU, no XLA flags."""
+  env = dict(os.environ)
+  # The child must import this package the way the parent did (bazel runfiles or a checkout).
+  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # It must never take the GPUs (and their memory) the training job holds, and it runs the
+  # export as a default TF Serving does: without the job's XLA auto-clustering flags.
+  env["CUDA_VISIBLE_DEVICES"] = "-1"
+  env.pop("TF_XLA_FLAGS", None)
+  return env
 
 
 def _run_child(export_dir: str, spec: fs.FeatureSpec, records: Sequence[bytes],
@@ -87,13 +189,9 @@ def _run_child(export_dir: str, spec: fs.FeatureSpec, records: Sequence[bytes],
   request_path = os.path.join(work_dir, "request.json")
   with open(request_path, "w") as f:
     json.dump(request, f)
-  env = dict(os.environ)
-  # The child must import this package the way the parent did (bazel runfiles or a checkout).
-  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   proc = subprocess.run([sys.executable, "-m", "estimator_app.serving_validation", request_path],
-                        env=env, capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S,
-                        check=False)
+                        env=_child_env(), capture_output=True, text=True,
+                        timeout=_CHILD_TIMEOUT_S, check=False)
   if proc.returncode != 0:
     tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
     return {"error": f"loading or calling the SavedModel in a fresh process failed "
@@ -105,8 +203,69 @@ def _run_child(export_dir: str, spec: fs.FeatureSpec, records: Sequence[bytes],
   return info
 
 
+# --- Comparing ---------------------------------------------------------------------------------
+
+
+def _check_values(value: np.ndarray, ref: np.ndarray, tol: Tolerance) -> Tuple[int, Dict[str, Any]]:
+  """(values out of tolerance, the worst value) of an output [N, C] against the reference's.
+
+  The worst value is the one using the largest share of what the tolerance allows there.
+  NaN counts as out of tolerance unless both sides are NaN.
+  """
+  value, ref = value.astype(np.float64), ref.astype(np.float64)
+  diff = np.abs(value - ref)
+  allowed = tol.allowed(ref)
+  close = diff <= allowed
+  within = close | (value == ref) | (np.isnan(value) & np.isnan(ref))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    share = diff / allowed  # 0/0 (an exact match under a zero tolerance) is NaN
+  share = np.where(close, np.nan_to_num(share, nan=0.0),
+                   np.where(within, 0.0, np.where(np.isnan(share), np.inf, share)))
+  index = np.unravel_index(int(np.argmax(share)), share.shape)
+  worst = {"example": int(index[0]), "export": float(value[index]),
+           "estimator": float(ref[index]), "abs_diff": float(diff[index]),
+           "allowed": float(allowed[index]), "tolerance_share": float(share[index])}
+  if len(index) == 2:
+    worst["class"] = int(index[1])
+  return int(np.sum(~within)), worst
+
+
+def class_mismatches(chosen: np.ndarray, probabilities: np.ndarray, class_ids: np.ndarray,
+                     tolerance: Tolerance) -> Tuple[int, int]:
+  """Counts the examples whose class differs from the reference's: (mismatches, near-ties).
+
+  A difference is a near-tie, not a mismatch, when the reference's own probabilities of its
+  class and of the chosen one are so close that values within tolerance of each could swap
+  them: p[reference] - p[chosen] <= allowed(p[reference]) + allowed(p[chosen]).
+
+  Args:
+    chosen: int array [N], the export's class of each example.
+    probabilities: float array [N, C], the reference's probabilities.
+    class_ids: int array [N], the reference's class of each example.
+    tolerance: what a probability may differ by.
+
+  Returns:
+    (real mismatches, differences excused as near-ties).
+  """
+  rows = np.arange(len(chosen))
+  valid = (chosen >= 0) & (chosen < probabilities.shape[-1])
+  picked = np.where(valid, chosen, class_ids)
+  p_ref, p_chosen = probabilities[rows, class_ids], probabilities[rows, picked]
+  tie = valid & (p_ref - p_chosen <= tolerance.allowed(p_ref) + tolerance.allowed(p_chosen))
+  differ = chosen != class_ids
+  return int(np.sum(differ & ~tie)), int(np.sum(differ & tie))
+
+
+def _compare_classes(chosen: np.ndarray, ref: Dict[str, np.ndarray], tol: Tolerance,
+                     what: str) -> Tuple[Dict[str, int], Optional[str]]:
+  """(class_mismatches and near_tie_flips, the problem if any class really differs)."""
+  real, ties = class_mismatches(chosen, ref["probabilities"], ref["class_ids"], tol)
+  return ({"class_mismatches": real, "near_tie_flips": ties},
+          f"{real}/{len(chosen)} {what} differ" if real else None)
+
+
 def _compare_predict(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray],
-                     tolerance: float) -> Dict[str, Any]:
+                     tol: Tolerance) -> Dict[str, Any]:
   res: Dict[str, Any] = {"max_abs_diff": {}}
   problems = []
   if "probabilities" not in outputs:
@@ -122,22 +281,25 @@ def _compare_predict(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray],
     else:
       res.setdefault("mismatches", {})[key] = int(np.sum(np.any(
           (value != ref[key]).reshape(len(value), -1), axis=1)))
-  diff = res["max_abs_diff"].get("probabilities")
-  if diff is not None and diff > tolerance:
-    problems.append(f"max |probabilities - estimator| = {diff:.3g} > {tolerance:g}")
+  if "probabilities" in res["max_abs_diff"]:
+    bad, worst = _check_values(outputs["probabilities"], ref["probabilities"], tol)
+    res["worst"] = dict(worst, output="probabilities")
+    if bad:
+      problems.append(f"max |probabilities - estimator| = {res['max_abs_diff']['probabilities']:.3g}, "
+                      f"{bad}/{outputs['probabilities'].size} values out of tolerance")
   classes = outputs.get("class_ids")
   if classes is None and "probabilities" in outputs:
     classes = np.argmax(outputs["probabilities"], axis=-1)
   if classes is not None and classes.shape == ref["class_ids"].shape:
-    res["class_mismatches"] = int(np.sum(classes != ref["class_ids"]))
-    if res["class_mismatches"]:
-      problems.append(f"{res['class_mismatches']}/{len(classes)} classes differ")
+    figures, problem = _compare_classes(classes, ref, tol, "classes")
+    res.update(figures)
+    problems += [problem] if problem else []
   res["problems"] = problems
   return res
 
 
 def _compare_classify(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray],
-                      spec: fs.FeatureSpec, tolerance: float) -> Dict[str, Any]:
+                      spec: fs.FeatureSpec, tol: Tolerance) -> Dict[str, Any]:
   problems = []
   scores, classes = outputs.get("scores"), outputs.get("classes")
   if scores is None or classes is None:
@@ -147,22 +309,26 @@ def _compare_classify(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray]
     return {"problems": [f"scores {scores.shape} / classes {classes.shape} do not match "
                          f"estimator probabilities {ref['probabilities'].shape}"]}
   res["max_abs_diff"] = {"scores": float(np.max(np.abs(scores - ref["probabilities"])))}
-  if res["max_abs_diff"]["scores"] > tolerance:
-    problems.append(f"max |scores - probabilities| = {res['max_abs_diff']['scores']:.3g} > {tolerance:g}")
+  bad, worst = _check_values(scores, ref["probabilities"], tol)
+  res["worst"] = dict(worst, output="scores")
+  if bad:
+    problems.append(f"max |scores - probabilities| = {res['max_abs_diff']['scores']:.3g}, "
+                    f"{bad}/{scores.size} values out of tolerance")
   names = np.array(spec.label_names)
   decoded = np.vectorize(lambda b: b.decode() if isinstance(b, bytes) else str(b))(classes)
   if not np.all(decoded == names[np.newaxis]):
     problems.append("classes rows are not the label names in label order")
-  top = decoded[np.arange(len(scores)), np.argmax(scores, axis=-1)]
-  res["class_mismatches"] = int(np.sum(top != names[ref["class_ids"]]))
-  if res["class_mismatches"]:
-    problems.append(f"{res['class_mismatches']}/{len(scores)} top classes differ")
+  # The top class is the label at the best score's column; the rows were checked just above.
+  figures, problem = _compare_classes(np.argmax(scores, axis=-1), ref, tol, "top classes")
+  res.update(figures)
+  problems += [problem] if problem else []
   res["problems"] = problems
   return res
 
 
 def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: Sequence[str],
-             checkpoint_path: str, records: Sequence[bytes], tolerance: float = 1e-5,
+             checkpoint_path: str, records: Sequence[bytes],
+             tolerance: Union[None, float, Tolerance] = None, precision: str = "float32",
              estimator: Optional[tf.estimator.Estimator] = None) -> Dict[str, Any]:
   """Compares every signature of an export with estimator.predict on `records`.
 
@@ -173,21 +339,27 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
     preprocessing: the evaluation preprocessing chain (the reference's, not the export's).
     checkpoint_path: the checkpoint the export was made from.
     records: serialized eval tf.Examples WITH labels (the eval input_fn parses them).
-    tolerance: max abs difference of probabilities accepted.
-    estimator: an Estimator to take predict() from (e.g. the one train_and_evaluate runs).
+    tolerance: what probabilities may differ by (a Tolerance, or a float: absolute); None
+      takes the default of `precision` (TOLERANCES).
+    precision: the model's precision (TrainConfig.precision).
+    estimator: an Estimator to take the model_fn from (e.g. the one train_and_evaluate runs);
+      its predictions are computed without its training-only session options.
 
   Returns:
-    The report: passed, per-signature figures, warm-up replay results, timings.
+    The report: passed, the tolerance, the worst value, per-signature figures, warm-up replay
+    results, timings.
 
   Raises:
-    ValidationError: no records.
+    ValidationError: no records, or no tolerance for `precision` (see tolerance_for).
   """
   if not records:
     raise ValidationError(f"validating {export_dir} needs at least one eval example")
+  tol = tolerance_for(precision, tolerance)
   start = time.time()
   report: Dict[str, Any] = {
       "export_dir": export_dir, "checkpoint": checkpoint_path, "num_examples": len(records),
-      "tolerance": tolerance, "reference_preprocessing": list(preprocessing), "signatures": {},
+      "tolerance": dataclasses.asdict(tol), "reference_preprocessing": list(preprocessing),
+      "signatures": {},
   }
   with tempfile.TemporaryDirectory(prefix="serving-validation-") as work:
     ref = _reference_predictions(records, work, model_fn, spec, preprocessing, checkpoint_path,
@@ -200,15 +372,19 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
     report.update(passed=False, error=child["error"])
     return report
   problems = []
+  worst = None
   for name, sig in sorted(child["signatures"].items()):
     outs = {k.split("/", 1)[1]: v for k, v in child["outputs"].items() if k.split("/", 1)[0] == name}
     if sig["method_name"] == CLASSIFY_METHOD:
-      res = _compare_classify(outs, ref, spec, tolerance)
+      res = _compare_classify(outs, ref, spec, tol)
     else:
-      res = _compare_predict(outs, ref, tolerance)
+      res = _compare_predict(outs, ref, tol)
     res.update(method_name=sig["method_name"], inputs=sig["inputs"], outputs=sig["outputs"])
     report["signatures"][name] = res
     problems += [f"{name}: {p}" for p in res["problems"]]
+    if "worst" in res and (worst is None or res["worst"]["tolerance_share"] > worst["tolerance_share"]):
+      worst = dict(res["worst"], signature=name)
+  report["worst"] = worst
   report["warmup"] = child["warmup"]
   report["validated_in_pid"] = child["pid"]
   problems += [f"warm-up request {w['signature']}: {w['error']}"
@@ -218,17 +394,32 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
   return report
 
 
+def _describe_worst(worst: Dict[str, Any]) -> str:
+  where = f"example {worst['example']}" + (f" class {worst['class']}" if "class" in worst else "")
+  return (f"worst {worst['signature']} {worst['output']} at {where}: export {worst['export']:.6g}, "
+          f"estimator {worst['estimator']:.6g}")
+
+
 def summary(report: Dict[str, Any], report_path: Optional[str]) -> str:
-  """One line for a failed (or passed) report, naming the export and where the details are."""
+  """One line for a failed (or passed) report: the export, the verdict, the worst value, the
+  tolerance and where the details are."""
   where = f" (details: {report_path})" if report_path else ""
+  if report.get("error"):
+    return (f"export {report['export_dir']} does not match estimator.predict on "
+            f"{report['num_examples']} eval examples: {report['error']}{where}")
+  figures = ""
+  if report.get("worst"):
+    figures += f"; {_describe_worst(report['worst'])}"
+  figures += f"; tolerance {Tolerance(**report['tolerance']).describe()}"
   if report.get("passed"):
-    worst = max((d for s in report["signatures"].values() for d in s.get("max_abs_diff", {}).values()),
-                default=0.0)
+    largest = max((d for s in report["signatures"].values()
+                   for d in s.get("max_abs_diff", {}).values()), default=0.0)
     return (f"export {report['export_dir']} matches estimator.predict on {report['num_examples']} "
-            f"eval examples: {len(report['signatures'])} signatures, max abs diff {worst:.3g}{where}")
-  what = report.get("error") or "; ".join(report.get("problems", []))
+            f"eval examples: {len(report['signatures'])} signatures, max abs diff "
+            f"{largest:.3g}{figures}{where}")
   return (f"export {report['export_dir']} does not match estimator.predict on "
-          f"{report['num_examples']} eval examples: {what}{where}")
+          f"{report['num_examples']} eval examples: {'; '.join(report.get('problems', []))}"
+          f"{figures}{where}")
 
 
 def write_report(report: Dict[str, Any], path: str) -> None:
@@ -288,7 +479,7 @@ def _child_main(request_path: str) -> None:
   arrays: Dict[str, np.ndarray] = {}
   info: Dict[str, Any] = {"signatures": {}, "warmup": [], "pid": os.getpid(),
                           "tensorflow": tf.__version__}
-  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+  with tf.Graph().as_default(), tf.compat.v1.Session(config=warmup.cpu_session_config()) as sess:
     meta = tf.compat.v1.saved_model.loader.load(sess, [tf.saved_model.SERVING], req["export_dir"])
     for name, sig in sorted(meta.signature_def.items()):
       feeds = {}

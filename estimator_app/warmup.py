@@ -12,7 +12,8 @@ of real eval examples, so every code path a client can reach is warmed:
 
 The helpers that turn serialized examples into what a client sends (labels stripped, raw
 tensors decoded through the dataset's own feature spec) live here too, because validation
-must send exactly the same things.
+must send exactly the same things, and so does `cpu_session_config`, the session config of
+every session the export path opens inside the training process.
 """
 
 import os
@@ -30,6 +31,19 @@ from input_fns import feature_spec as fs
 
 ASSETS_EXTRA = "assets.extra"
 FILENAME = "tf_serving_warmup_requests"
+
+
+def cpu_session_config() -> tf.compat.v1.ConfigProto:
+  """The config of the sessions the export path opens: the CPU only, no XLA.
+
+  Export, warm-up parsing and the parity reference run inside the training process, often on a
+  GPU host: hiding the GPUs keeps these sessions off the devices and memory training holds, and
+  they compute as the validation child (which sees no GPU) and a default TF Serving session do,
+  without training-only options such as XLA auto-clustering.
+  """
+  config = tf.compat.v1.ConfigProto(allow_soft_placement=True, device_count={"GPU": 0})
+  config.graph_options.optimizer_options.global_jit_level = tf.compat.v1.OptimizerOptions.OFF
+  return config
 
 
 def strip_labels(records: Sequence[bytes]) -> List[bytes]:
@@ -54,7 +68,7 @@ def parse_features(spec: fs.FeatureSpec, records: Sequence[bytes]) -> Dict[str, 
   """
   with tf.Graph().as_default():
     features, _ = spec.parse_batch(tf.constant(list(records), tf.string), with_label=False)
-    with tf.compat.v1.Session() as sess:
+    with tf.compat.v1.Session(config=cpu_session_config()) as sess:
       return sess.run(features)
 
 

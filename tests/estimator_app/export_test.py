@@ -142,6 +142,7 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     report = result.validation
     self.assertTrue(report["passed"], report.get("problems") or report.get("error"))
     self.assertEqual(report["num_examples"], 24)
+    self.assertEqual(report["tolerance"], {"atol": 1e-5, "rtol": 0.0, "precision": "float32"})
     self.assertCountEqual(report["signatures"], export.SIGNATURES)
     for sig in report["signatures"].values():
       self.assertLessEqual(max(sig["max_abs_diff"].values()), 1e-5)
@@ -149,6 +150,42 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     self.assertLen(report["warmup"], 3)
     with open(os.path.join(base, "1.validation.json")) as f:
       self.assertEqual(json.load(f)["passed"], True)
+
+  def test_float16_xla_run_exports_with_its_training_estimator_and_passes_validation(self):
+    # Issue 13, item 2: with --xla --precision=float16 the exporters' parity reference was the
+    # training Estimator's predict() under its XLA session config, the export ran without XLA,
+    # and the final export was rejected (max |probabilities - estimator| = 0.000308 > 1e-05 here).
+    # XLA clusters CPU graphs only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit, which TensorFlow
+    # reads at process start: hence a child process.
+    model_dir = self.create_tempdir().full_path
+    base = os.path.join(model_dir, "export", "final")
+    code = textwrap.dedent(f"""
+        from estimator_app import distribution
+        from estimator_app import export
+        from input_fns import manifest
+        from tests.estimator_app import serving_testlib as testlib
+        m = manifest.read({self.m.directory!r})
+        model = testlib.serving_model("dnn", m, precision="float16")
+        estimator, ckpt = testlib.train(model, m, {model_dir!r}, steps=20,
+                                        **distribution.run_config_kwargs(
+                                            distribution.DistributionConfig(xla=True)))
+        exporter = export.FinalExporter(model, export.read_examples(m, "eval", 32))
+        exporter.export(estimator, {base!r}, ckpt, {{}}, is_the_final_export=True)
+        """)
+    env = dict(testlib.child_env(), TF_XLA_FLAGS="--tf_xla_cpu_global_jit", TF_CPP_MIN_LOG_LEVEL="0")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    self.assertIn("Compiled cluster using XLA", proc.stderr)  # the run really trained under XLA
+    self.assertEqual(export.list_versions(base), [1])
+    with open(os.path.join(base, "1.validation.json")) as f:
+      report = json.load(f)
+    self.assertTrue(report["passed"], report["problems"])
+    self.assertEqual(report["tolerance"]["precision"], "float16")
+    # The reference ran as serving runs the export (no XLA, same precision, the CPU): the same
+    # float16 numbers, far inside even the float32 tolerance.
+    for sig in report["signatures"].values():
+      self.assertLessEqual(max(sig["max_abs_diff"].values()), 1e-5)
 
   def test_wrong_preprocessing_fails_validation_and_is_never_visible(self):
     base = self._base()
@@ -168,6 +205,13 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     # The rejected number is used up; the next good export is version 2.
     self.assertEqual(export.export_version(base, self.model, self.ckpt, self.examples,
                                            _NO_VALIDATION).version, 2)
+
+  def test_a_bad_tolerance_is_refused_before_anything_is_written(self):
+    base = self._base()
+    with self.assertRaisesRegex(serving_validation.ValidationError, "must not be negative"):
+      export.export_version(base, self.model, self.ckpt, self.examples,
+                            export.ExportOptions(validate_examples=4, tolerance=-1e-5))
+    self.assertFalse(os.path.exists(base))
 
   def test_killed_export_leaves_no_visible_version(self):
     base = self._base()

@@ -45,18 +45,27 @@ def small_hparams(model_def):
       defaults, **{k: v for k, v in _SMALL.get(model_def.name, {}).items() if k in names})
 
 
-def serving_model(name: str, m: manifest_lib.Manifest,
-                  preprocessing: Sequence[str] = ("scale",)) -> export.ServingModel:
+def serving_model(name: str, m: manifest_lib.Manifest, preprocessing: Sequence[str] = ("scale",),
+                  precision: str = "float32") -> export.ServingModel:
   model_def = registry.get(name)
   return export.ServingModel(model_def, small_hparams(model_def), m.spec, tuple(preprocessing),
-                             model_fn_lib.TrainConfig())
+                             model_fn_lib.TrainConfig(precision=precision))
 
 
 def train(model: export.ServingModel, m: manifest_lib.Manifest, model_dir: str,
-          steps: int = 30) -> Tuple[tf.estimator.Estimator, str]:
-  """Trains `model` for `steps`; returns the Estimator and its latest checkpoint."""
+          steps: int = 30, **run_config) -> Tuple[tf.estimator.Estimator, str]:
+  """Trains `model` for `steps`; returns the Estimator and its latest checkpoint.
+
+  Args:
+    model: what to train (its model_fn and preprocessing).
+    m: the dataset (its train split).
+    model_dir: where the checkpoints go.
+    steps: global step to train to.
+    **run_config: more tf.estimator.RunConfig arguments (a checkpoint cadence, or the training
+      session config of distribution.run_config_kwargs).
+  """
   est = tf.estimator.Estimator(model.model_fn(), model_dir=model_dir,
-                               config=tf.estimator.RunConfig(tf_random_seed=1))
+                               config=tf.estimator.RunConfig(tf_random_seed=1, **run_config))
   est.train(dataset.make_input_fn(
       m, splits.TRAIN, dataset.InputConfig(batch_size=32, preprocessing=model.preprocessing,
                                            seed=1), training=True), max_steps=steps)

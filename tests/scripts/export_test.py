@@ -83,6 +83,8 @@ class ExportScriptTest(tf.test.TestCase):
     self.assertEqual((meta["hparams"]["hidden_units"], meta["preprocessing"]), ([16], ["scale"]))
     self.assertEqual(out.checkpoint, tf.train.latest_checkpoint(self.model_dir))
     self.assertTrue(out.validation["passed"])
+    # --tolerance was given (1e-5, as its flag default): it wins over the precision's default.
+    self.assertEqual(out.validation["tolerance"], {"atol": 1e-5, "rtol": 0.0, "precision": None})
     with open(out.export_dir + ".validation.json") as f:
       self.assertEqual(json.load(f)["num_examples"], 8)
 
@@ -111,7 +113,10 @@ class ExportScriptTest(tf.test.TestCase):
     self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
     errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
     self.assertLen(errors, 1)
-    self.assertRegex(errors[0], r"does not match estimator.predict on 8 eval examples")
+    self.assertRegex(errors[0], r"does not match estimator.predict on 8 eval examples: .*"
+                                r"; worst \w+ (probabilities|scores) at example \d class \d: "
+                                r"export [\d.e-]+, estimator [\d.e-]+; tolerance \|export - "
+                                r"estimator\| <= 1e-05 \+ 0 \* \|estimator\| \(explicit\)")
     self.assertNotIn("Traceback", proc.stderr)
     with open(made.export_dir + ".validation.json") as f:
       self.assertFalse(json.load(f)["passed"])
