@@ -327,7 +327,7 @@ def _check_cadence(c: Cadence, opt: model_fn_lib.TrainConfig, run: RunSettings) 
   Raises:
     ConfigError: warm-up as long as the run; a cosine schedule that reaches learning rate 0
       before train_steps (every later step would compute and change nothing); a profile range
-      that starts at or after train_steps; early stopping without a metric-worthy patience.
+      that starts at or after train_steps.
   """
   if opt.warmup_steps >= c.train_steps:
     raise ConfigError(
@@ -444,10 +444,6 @@ def _apply_hparams(sections: Dict[str, Any], text: str) -> Dict[str, Any]:
               optimization=_section(sections["optimization"], ",".join(opt_part), "--hparams"))
 
 
-def _build(sections: Dict[str, Any]) -> ExperimentConfig:
-  return ExperimentConfig(**sections)
-
-
 def from_layers(layers: Sequence[Tuple[Mapping[str, Any], str]], hparams: str = "",
                 base: Optional[ExperimentConfig] = None) -> ExperimentConfig:
   """Applies config-file-shaped layers, lowest precedence first, then `--hparams`.
@@ -468,7 +464,7 @@ def from_layers(layers: Sequence[Tuple[Mapping[str, Any], str]], hparams: str = 
   sections = _sections(base or ExperimentConfig())
   for d, where in layers:
     sections = _apply(sections, d, where)
-  return _build(_apply_hparams(sections, hparams))
+  return ExperimentConfig(**_apply_hparams(sections, hparams))
 
 
 def from_dict(d: Mapping[str, Any], where: str,
@@ -522,7 +518,7 @@ def apply_hparams(cfg: ExperimentConfig, text: str) -> ExperimentConfig:
   Raises:
     ConfigError: a key that is neither, or a value of the wrong type.
   """
-  return _build(_apply_hparams(_sections(cfg), text)) if text else cfg
+  return ExperimentConfig(**_apply_hparams(_sections(cfg), text)) if text else cfg
 
 
 def _resolve_list(spec: str, sep: str, base: Optional[str]) -> str:
