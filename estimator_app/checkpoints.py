@@ -19,7 +19,9 @@ Each copy is written into a temporary directory and renamed into place, so a cra
 either the whole copy or none; the index and state file are replaced atomically after it.
 
 Also here: `discard_checkpoints_from`, which the NaN guard uses to make sure the newest
-checkpoint that remains is one whose weights still gave a finite loss.
+checkpoint that remains is one whose weights still gave a finite loss; and
+`evaluate_new_checkpoints`, a separate evaluator's loop, which survives the latest-K policy
+deleting the checkpoint it is about to read.
 """
 
 import json
@@ -28,7 +30,7 @@ import os
 import re
 import time
 import uuid
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -374,3 +376,78 @@ def discard_checkpoints_from(model_dir: str, first_bad_step: int) -> Tuple[Optio
     return good[-1], bad
   tf.io.gfile.remove(os.path.join(model_dir, STATE_FILENAME))
   return None, bad
+
+
+def _exists(prefix: str) -> bool:
+  # The Saver deletes a checkpoint's .index before its .data files: no .index, no checkpoint.
+  return tf.io.gfile.exists(prefix + ".index")
+
+
+def evaluate_new_checkpoints(estimator: tf.estimator.Estimator, eval_spec: tf.estimator.EvalSpec,
+                             max_steps: int, sleep: Callable[[float], None] = time.sleep
+                             ) -> Dict[str, Any]:
+  """A separate evaluator task's whole life: evaluates each new checkpoint until one at max_steps.
+
+  What `tf.estimator.train_and_evaluate` runs on an evaluator task, with the same EvalSpec
+  fields (input_fn, steps, name, hooks; exporters with export_path `model_dir/export/<name>` and
+  `is_the_final_export` for the evaluation at max_steps; start_delay_secs; throttle_secs as the
+  poll interval), except for one race. The chief's Saver deletes its oldest checkpoint whenever
+  it writes one past `keep_checkpoint_max`; an evaluator that picked a checkpoint and then took
+  longer to build its graph than the chief took to write that many more (a loaded machine,
+  frequent checkpoints) fails to restore it ("ValueError: The passed save_path is not a valid
+  checkpoint", or NotFoundError when the files go mid-read), and train_and_evaluate lets that
+  end the process with a non-zero exit (upstream: tensorflow/tensorflow#39033). Here that
+  checkpoint is skipped with a warning and the loop goes straight on to the newest one; newer
+  checkpoints keep coming until the chief's final one, which retention never deletes. A failure
+  while the checkpoint is still there is a real one and is raised.
+
+  Args:
+    estimator: the evaluator's Estimator (its model_dir is the chief's).
+    eval_spec: what to evaluate and how often to look (see above).
+    max_steps: the training's last global step (TrainSpec.max_steps).
+    sleep: how to wait between polls (tests pass a fake).
+
+  Returns:
+    The metrics of the last evaluation, the one at or past max_steps.
+
+  Raises:
+    ValueError: max_steps < 1.
+    Whatever the evaluation or an exporter raises while its checkpoint is still there.
+  """
+  if max_steps < 1:
+    raise ValueError(f"max_steps must be >= 1 to know when training ends, got {max_steps}")
+  if eval_spec.start_delay_secs:
+    sleep(eval_spec.start_delay_secs)
+  export_base = os.path.join(estimator.model_dir, "export")
+  previous = None
+  waiting_logged = False
+  while True:
+    start = time.monotonic()
+    latest = tf.train.latest_checkpoint(estimator.model_dir)
+    if latest and latest != previous:
+      previous = latest
+      try:
+        result = estimator.evaluate(eval_spec.input_fn, steps=eval_spec.steps,
+                                    name=eval_spec.name, checkpoint_path=latest,
+                                    hooks=eval_spec.hooks)
+        final = int(result[tf.compat.v1.GraphKeys.GLOBAL_STEP]) >= max_steps
+        for exporter in eval_spec.exporters:
+          exporter.export(estimator, os.path.join(export_base, exporter.name), latest, result,
+                          is_the_final_export=final)
+      except (ValueError, tf.errors.OpError) as e:
+        if _exists(latest):
+          raise
+        logging.warning("%s was deleted by the chief's checkpoint retention (keep_checkpoint_max) "
+                        "before it could be evaluated; going on with the newest checkpoint (%s: "
+                        "%s)", latest, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        continue  # a newer checkpoint exists (one replaced this), no need to wait
+      waiting_logged = False
+      if final:
+        logging.info("evaluated %s at global step %d >= max_steps %d: evaluation done", latest,
+                     int(result[tf.compat.v1.GraphKeys.GLOBAL_STEP]), max_steps)
+        return result
+    elif not waiting_logged:
+      logging.info("waiting for a new checkpoint in %s (polling every %s s)", estimator.model_dir,
+                   eval_spec.throttle_secs)
+      waiting_logged = True
+    sleep(max(0.0, eval_spec.throttle_secs - (time.monotonic() - start)))

@@ -444,8 +444,15 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   periodic_exports, final_exporter = serving_exporters(cfg, data) if chief else ([], None)
   if task is None:  # in a cluster only the chief exports, at the end (below)
     exporters.extend(periodic_exports)
+  eval_spec = tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
+                                    **distribution.eval_spec_timing(task))
   if task is None and _stopped_early_before(cfg, estimator):
     outcome = (None, None)  # as a run resumed at train_steps: evaluate and export below
+  elif task is not None and task.is_evaluator:
+    # Not train_and_evaluate's own evaluator loop: that one ends the process when the chief's
+    # keep_checkpoint_max retention deletes the checkpoint it is about to restore.
+    checkpoints.evaluate_new_checkpoints(estimator, eval_spec, cfg.run.train_steps)
+    outcome = None
   else:
     clock = hooks_lib.TrainingClock()  # logged throughput leaves out evaluations and exports
     outcome = tf.estimator.train_and_evaluate(
@@ -453,9 +460,8 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
         tf.estimator.TrainSpec(train_in, max_steps=cfg.run.train_steps,
                                hooks=train_hooks(cfg, estimator, primary_eval, task, clock),
                                saving_listeners=[hooks_lib.PauseClockListener(clock)]),
-        tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
-                              **distribution.eval_spec_timing(task)))
-  if task is not None:  # a cluster: train_and_evaluate returns None on every task
+        eval_spec)
+  if task is not None:  # a cluster: nothing to return on any task but the chief
     if not task.is_chief:
       latest = tf.train.latest_checkpoint(cfg.run.model_dir)
       return RunResult(global_step=checkpoints.checkpoint_step(latest) if latest else 0,

@@ -11,6 +11,18 @@ chief, `--workers` more workers, `--ps` parameter servers and (with `--evaluator
 evaluator, each a separate process on its own free 127.0.0.1 port with its own TF_CONFIG,
 and streams their output line by line with a role prefix ("[worker:0] ...").
 
+GPUs: on a host with GPUs every task would otherwise claim all of them, so each task gets its
+own CUDA_VISIBLE_DEVICES. The pool is CUDA_VISIBLE_DEVICES if it is set (so
+`CUDA_VISIBLE_DEVICES=2,3 ./bazelw run //scripts:local_cluster ...` confines the job to
+those), else every GPU `nvidia-smi -L` lists. The training tasks (chief, then workers) split
+the pool evenly, each a contiguous block of len(pool) // trainers GPUs (under
+parameter_server a trainer uses the first of its block; multi_worker_mirrored uses them all);
+with fewer GPUs than trainers they share them round-robin (trainer i gets GPU i mod len(pool))
+and, sharing, get TF_FORCE_GPU_ALLOW_GROWTH=true (unless it is set) so that one process does
+not reserve a shared GPU's whole memory. A GPU left over by the even split goes to the
+evaluator; parameter servers, and the evaluator otherwise, get CUDA_VISIBLE_DEVICES=-1 (no
+GPU). Without GPUs nothing is set. The assignment is logged once at start.
+
 It stops when the job is done: once the chief, every worker and the evaluator have exited 0,
 the parameter servers (which never exit by themselves) are stopped and it exits 0. If any
 task fails, on --timeout_secs, on Ctrl-C or SIGTERM, every task still running gets SIGTERM,
@@ -27,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 from absl import flags
 
@@ -72,6 +84,7 @@ class LaunchConfig:
     train_script: the script each task runs.
     python: the interpreter running it.
     host: the address every task listens on.
+    gpus: the GPU pool to share out (CUDA device ids), or None to detect it (detect_gpus).
   """
   train_args: Tuple[str, ...] = ()
   workers: int = 1
@@ -82,6 +95,7 @@ class LaunchConfig:
   train_script: str = TRAIN_SCRIPT
   python: str = sys.executable
   host: str = "127.0.0.1"
+  gpus: Optional[Tuple[str, ...]] = None
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> List[int]:
@@ -120,6 +134,91 @@ def task_configs(cluster: Dict[str, List[str]], evaluator: bool) -> List[Tuple[s
     tasks.append(("evaluator", 0))
   return [(f"{t}:{i}", json.dumps({"cluster": cluster, "task": {"type": t, "index": i}}))
           for t, i in tasks]
+
+
+_TRAINERS = ("chief", "worker")
+
+
+def detect_gpus(environ: Optional[Mapping[str, str]] = None,
+                run: Callable[..., subprocess.CompletedProcess] = subprocess.run
+                ) -> Tuple[Tuple[str, ...], str]:
+  """This host's GPU pool, found without importing TensorFlow (which takes seconds).
+
+  Args:
+    environ: the environment (default os.environ); a CUDA_VISIBLE_DEVICES there is the pool,
+      read as CUDA reads it (an empty value or "-1" hides every GPU; CUDA ignores an entry
+      starting with "-" and all after it).
+    run: runs `nvidia-smi -L` when CUDA_VISIBLE_DEVICES is unset (tests pass a fake).
+
+  Returns:
+    (device ids, e.g. ("0", "1"), empty without GPUs; where they came from, for the log).
+  """
+  environ = os.environ if environ is None else environ
+  visible = environ.get("CUDA_VISIBLE_DEVICES")
+  if visible is not None:
+    ids = []
+    for d in (d.strip() for d in visible.split(",")):
+      if not d or d.startswith("-"):
+        break
+      ids.append(d)
+    return tuple(ids), f"CUDA_VISIBLE_DEVICES={visible!r}"
+  try:
+    proc = run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+               text=True, timeout=30, check=False)
+  except (OSError, subprocess.SubprocessError):
+    return (), "no nvidia-smi"
+  if proc.returncode != 0:
+    return (), f"nvidia-smi -L exited with {proc.returncode}"
+  count = sum(1 for line in proc.stdout.splitlines() if line.startswith("GPU "))
+  return tuple(str(i) for i in range(count)), "nvidia-smi -L"
+
+
+def assign_gpus(task_names: Sequence[str], gpus: Sequence[str]) -> Dict[str, str]:
+  """Each task's CUDA_VISIBLE_DEVICES under the rule of the module docstring.
+
+  Args:
+    task_names: "chief:0", "worker:1", "ps:0", "evaluator:0", ... (task_configs order).
+    gpus: the pool (detect_gpus); empty for none.
+
+  Returns:
+    Task name -> CUDA_VISIBLE_DEVICES value ("-1" for no GPU); {} without GPUs, where every
+    task keeps the launcher's environment.
+  """
+  if not gpus:
+    return {}
+  gpus = list(gpus)
+  trainers = [n for n in task_names if n.split(":")[0] in _TRAINERS]
+  assignment = {n: "-1" for n in task_names}
+  per = len(gpus) // len(trainers) if trainers else 0
+  if trainers and not per:  # fewer GPUs than trainers: share round-robin
+    for i, name in enumerate(trainers):
+      assignment[name] = gpus[i % len(gpus)]
+    return assignment
+  for i, name in enumerate(trainers):
+    assignment[name] = ",".join(gpus[i * per:(i + 1) * per])
+  spare = gpus[len(trainers) * per:]
+  evaluators = [n for n in task_names if n.split(":")[0] == "evaluator"]
+  if spare and evaluators:
+    assignment[evaluators[0]] = spare[0]
+  return assignment
+
+
+def _gpu_env(assignment: Mapping[str, str],
+             environ: Mapping[str, str]) -> Dict[str, Dict[str, str]]:
+  """Task name -> the variables to set: CUDA_VISIBLE_DEVICES, and on a shared GPU memory growth."""
+  users: Dict[str, int] = {}
+  for devices in assignment.values():
+    for d in devices.split(","):
+      if d != "-1":
+        users[d] = users.get(d, 0) + 1
+  out = {}
+  for name, devices in assignment.items():
+    env = {"CUDA_VISIBLE_DEVICES": devices}
+    shared = any(users.get(d, 0) > 1 for d in devices.split(","))
+    if shared and "TF_FORCE_GPU_ALLOW_GROWTH" not in environ:
+      env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    out[name] = env
+  return out
 
 
 class _Task:
@@ -191,6 +290,14 @@ def run_cluster(cfg: LaunchConfig, out: TextIO = sys.stdout) -> int:
   log(f"cluster {json.dumps(cluster)}; evaluator: {'yes' if cfg.evaluator else 'no'}")
   env = dict(os.environ, PYTHONUNBUFFERED="1")
   env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+  configs = task_configs(cluster, cfg.evaluator)
+  gpus, source = (cfg.gpus, "LaunchConfig.gpus") if cfg.gpus is not None else detect_gpus()
+  gpu_env = _gpu_env(assign_gpus([name for name, _ in configs], gpus), env)
+  if gpu_env:
+    log(f"GPUs {','.join(gpus)} ({source}), CUDA_VISIBLE_DEVICES per task: " + ", ".join(
+        f"{name}={e['CUDA_VISIBLE_DEVICES']}" for name, e in gpu_env.items()))
+  else:
+    log(f"no GPUs ({source}): every task keeps this environment's devices")
 
   def on_signal(signum, frame):
     del frame
@@ -205,9 +312,10 @@ def run_cluster(cfg: LaunchConfig, out: TextIO = sys.stdout) -> int:
   start = time.monotonic()
   code = EXIT_TASK_FAILED
   try:
-    for name, tf_config in task_configs(cluster, cfg.evaluator):
+    for name, tf_config in configs:
       proc = subprocess.Popen(
-          [cfg.python, cfg.train_script, *cfg.train_args], env=dict(env, TF_CONFIG=tf_config),
+          [cfg.python, cfg.train_script, *cfg.train_args],
+          env=dict(env, TF_CONFIG=tf_config, **gpu_env.get(name, {})),
           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
           errors="replace", start_new_session=True)
       tasks.append(_Task(name, proc, out, lock))

@@ -8,6 +8,11 @@ RunConfig, per-worker input sharding, the preemption hook, exports only on the c
   python distributed_driver.py '{"data_dir": ..., "model_dir": ..., "train_steps": 40, ...}'
 
 It prints one line `RESULT {json}` when it finishes (task, global_step, eval metrics).
+
+With "race_retention": true it forces the race an evaluator must survive: the chief pauses
+after its first step until the evaluator has picked a checkpoint (the only one, model.ckpt-0)
+and built its graph; the evaluator then waits, before restoring it, until the chief's
+keep_checkpoint_max retention has deleted it.
 """
 
 import json
@@ -17,6 +22,7 @@ import time
 
 import tensorflow as tf
 
+from estimator_app import checkpoints
 from estimator_app import distribution
 from estimator_app import hooks as hooks_lib
 from estimator_app import preemption
@@ -30,7 +36,11 @@ DEFAULTS = dict(train_steps=40, batch_size=32, save_checkpoints_steps=20, learni
                 optimizer="sgd", strategy="default", devices="", seed=1, step_sleep_secs=0.0,
                 step_sleep_task="",
                 max_worker_delay_secs=0, session_timeout_secs=60, scale_learning_rate=False,
-                xla=False, precision="float32", steps_per_run=1)
+                xla=False, precision="float32", steps_per_run=1, keep_checkpoint_max=5,
+                race_retention=False)
+
+_RACE_MARKER = "race_evaluator_picked"  # in model_dir: the evaluator holds this checkpoint
+_RACE_TIMEOUT_SECS = 120
 
 
 class _SleepHook(tf.estimator.SessionRunHook):
@@ -66,6 +76,46 @@ class _EvaluatedSteps(tf.estimator.SessionRunHook):
 
   def after_create_session(self, session, coord):
     self.steps.append(int(session.run(tf.compat.v1.train.get_global_step())))
+
+
+def _wait_until(condition, what):
+  deadline = time.monotonic() + _RACE_TIMEOUT_SECS
+  while not condition():
+    if time.monotonic() > deadline:
+      raise RuntimeError(f"race_retention: {what} did not happen in {_RACE_TIMEOUT_SECS} s")
+    time.sleep(0.05)
+
+
+class _ChiefWaitsForEvaluator(tf.estimator.SessionRunHook):
+  """race_retention, chief: after the first step (model.ckpt-0 is saved by then), waits until
+  the evaluator has picked that checkpoint, then trains on, deleting it through retention."""
+
+  def __init__(self, model_dir):
+    self._marker = os.path.join(model_dir, _RACE_MARKER)
+    self._done = False
+
+  def after_run(self, run_context, run_values):
+    if not self._done:
+      _wait_until(lambda: tf.io.gfile.exists(self._marker), "the evaluator's pick")
+      self._done = True
+
+
+class _EvaluatorHoldsUntilDeleted(tf.estimator.SessionRunHook):
+  """race_retention, evaluator: in its first evaluation, after building the graph and before
+  restoring, waits until the chief's retention has deleted the checkpoint being evaluated."""
+
+  def __init__(self, model_dir):
+    self._model_dir = model_dir
+    self.held = None
+
+  def begin(self):
+    if self.held is not None:
+      return
+    prefix = tf.train.latest_checkpoint(self._model_dir)  # what the evaluator just picked
+    self.held = os.path.basename(prefix)
+    with tf.io.gfile.GFile(os.path.join(self._model_dir, _RACE_MARKER), "w") as f:
+      f.write(self.held)
+    _wait_until(lambda: not tf.io.gfile.exists(prefix + ".index"), f"deleting {prefix}")
 
 
 class _ExportMarker(tf.estimator.Exporter):
@@ -112,6 +162,7 @@ def run(args):
   run_config = tf.estimator.RunConfig(
       model_dir=args["model_dir"], tf_random_seed=args["seed"],
       save_checkpoints_steps=args["save_checkpoints_steps"], log_step_count_steps=10,
+      keep_checkpoint_max=args["keep_checkpoint_max"],
       **distribution.run_config_kwargs(dcfg, task, strategies))
   estimator = tf.estimator.Estimator(model_fn, config=run_config)
   # As runner.train: the chief and the evaluator both evaluate the final checkpoint into
@@ -131,12 +182,24 @@ def run(args):
     hooks.append(_SleepHook(args["step_sleep_secs"]))
   local = task is None
   evaluated = _EvaluatedSteps()
+  eval_hooks = [evaluated]
+  holder = None
+  if args["race_retention"] and task is not None and task.is_chief:
+    hooks.append(_ChiefWaitsForEvaluator(args["model_dir"]))
+  if args["race_retention"] and task is not None and task.is_evaluator:
+    holder = _EvaluatorHoldsUntilDeleted(args["model_dir"])
+    eval_hooks.append(holder)
   exporters = [_ExportMarker()] if local else []  # in a cluster the chief exports at the end
-  result = tf.estimator.train_and_evaluate(
-      estimator,
-      tf.estimator.TrainSpec(train_input, max_steps=args["train_steps"], hooks=hooks),
-      tf.estimator.EvalSpec(eval_input, steps=None, exporters=exporters, hooks=[evaluated],
-                            **distribution.eval_spec_timing(task)))
+  eval_spec = tf.estimator.EvalSpec(eval_input, steps=None, exporters=exporters,
+                                    hooks=eval_hooks, **distribution.eval_spec_timing(task))
+  if task is not None and task.is_evaluator:  # as runner.train: survives latest-K retention
+    checkpoints.evaluate_new_checkpoints(estimator, eval_spec, args["train_steps"])
+    result = None
+  else:
+    result = tf.estimator.train_and_evaluate(
+        estimator,
+        tf.estimator.TrainSpec(train_input, max_steps=args["train_steps"], hooks=hooks),
+        eval_spec)
   metrics = None
   if local:
     metrics = result[0]
@@ -151,6 +214,7 @@ def run(args):
          "steps_run": first.steps_run,
          "input_part": [num_workers, worker_index],
          "evaluated": evaluated.steps,
+         "held": holder.held if holder else None,
          "num_replicas": distribution.num_replicas(train_distribute)}
   return out
 

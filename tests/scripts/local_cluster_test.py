@@ -15,8 +15,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from unittest import mock
 
 import tensorflow as tf
+from absl.testing import parameterized
 
 from estimator_app import distribution
 from estimator_app import runner
@@ -35,6 +37,9 @@ _FAKE_TASK = textwrap.dedent("""
     with open(os.path.join(sys.argv[1], name.replace(":", "_") + ".pid"), "w") as f:
         f.write(str(os.getpid()))
     print(f"hello from {name}", flush=True)
+    print(f"{name} sees CUDA_VISIBLE_DEVICES="
+          f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')} TF_FORCE_GPU_ALLOW_GROWTH="
+          f"{os.environ.get('TF_FORCE_GPU_ALLOW_GROWTH', '<unset>')}", flush=True)
     behaviour = json.loads(sys.argv[2]).get(name, "ok")
     if task["type"] == "ps" or behaviour == "hang":
         time.sleep(3600)
@@ -68,6 +73,82 @@ def _eval_steps(eval_dir):
       if any(v.tag == "accuracy" for v in event.summary.value):
         steps.add(event.step)
   return steps
+
+
+def _nvidia_smi_output(count):
+  """What `nvidia-smi -L` prints for `count` GPUs (GPU 0 in MIG mode, with a device line)."""
+  lines = []
+  for i in range(count):
+    lines.append(f"GPU {i}: NVIDIA H200 (UUID: GPU-{i:08d}-0000-0000-0000-000000000000)")
+    if i == 0:
+      lines.append("  MIG 1g.18gb     Device  0: (UUID: MIG-00000000-0000-0000-0000-0000)")
+  return "".join(line + "\n" for line in lines)
+
+
+def _fake_nvidia_smi(stdout="", returncode=0, raises=None):
+  calls = []
+
+  def run(cmd, **kwargs):
+    del kwargs
+    calls.append(cmd)
+    if raises:
+      raise raises
+    return subprocess.CompletedProcess(cmd, returncode, stdout=stdout)
+
+  run.calls = calls
+  return run
+
+
+class GpuAssignmentTest(tf.test.TestCase, parameterized.TestCase):
+  """Which GPUs each task sees, for fake hosts (this machine has none)."""
+
+  _TASKS = ["ps:0", "chief:0", "worker:0", "evaluator:0"]
+
+  @parameterized.named_parameters(
+      ("no_gpu", 0, {}),
+      ("one_gpu_shared_by_the_trainers", 1,
+       {"ps:0": "-1", "chief:0": "0", "worker:0": "0", "evaluator:0": "-1"}),
+      ("two_gpus_one_per_trainer", 2,
+       {"ps:0": "-1", "chief:0": "0", "worker:0": "1", "evaluator:0": "-1"}),
+      ("eight_gpus_split_evenly", 8,
+       {"ps:0": "-1", "chief:0": "0,1,2,3", "worker:0": "4,5,6,7", "evaluator:0": "-1"}))
+  def test_training_tasks_share_out_the_host_gpus(self, count, expected):
+    gpus, source = local_cluster.detect_gpus({}, _fake_nvidia_smi(_nvidia_smi_output(count)))
+    self.assertEqual(gpus, tuple(str(i) for i in range(count)))
+    self.assertEqual(source, "nvidia-smi -L")
+    self.assertEqual(local_cluster.assign_gpus(self._TASKS, gpus), expected)
+
+  def test_a_gpu_left_over_by_the_even_split_goes_to_the_evaluator(self):
+    tasks = ["ps:0", "ps:1", "chief:0", "worker:0", "worker:1", "evaluator:0"]
+    self.assertEqual(local_cluster.assign_gpus(tasks, [str(i) for i in range(8)]),
+                     {"ps:0": "-1", "ps:1": "-1", "chief:0": "0,1", "worker:0": "2,3",
+                      "worker:1": "4,5", "evaluator:0": "6"})
+    self.assertEqual(local_cluster.assign_gpus(tasks[:-1], ["0", "1", "2", "3"]),
+                     {"ps:0": "-1", "ps:1": "-1", "chief:0": "0", "worker:0": "1",
+                      "worker:1": "2"})
+    self.assertEqual(local_cluster.assign_gpus(tasks, ["0", "1"]),  # round-robin, no spare
+                     {"ps:0": "-1", "ps:1": "-1", "chief:0": "0", "worker:0": "1",
+                      "worker:1": "0", "evaluator:0": "-1"})
+
+  def test_cuda_visible_devices_is_the_pool_and_nvidia_smi_is_not_asked(self):
+    run = _fake_nvidia_smi(_nvidia_smi_output(8))
+    for visible, pool in [("3,5", ("3", "5")), (" 3, 5 ", ("3", "5")), ("", ()), ("-1", ()),
+                          ("0,-1,2", ("0",)), ("GPU-abc,GPU-def", ("GPU-abc", "GPU-def"))]:
+      gpus, source = local_cluster.detect_gpus({"CUDA_VISIBLE_DEVICES": visible}, run)
+      self.assertEqual(gpus, pool, visible)
+      self.assertEqual(source, f"CUDA_VISIBLE_DEVICES={visible!r}")
+    self.assertEqual(run.calls, [])
+    self.assertEqual(local_cluster.assign_gpus(self._TASKS, ("3", "5")),
+                     {"ps:0": "-1", "chief:0": "3", "worker:0": "5", "evaluator:0": "-1"})
+
+  def test_no_nvidia_smi_or_a_failing_one_means_no_gpus(self):
+    self.assertEqual(local_cluster.detect_gpus({}, _fake_nvidia_smi(raises=FileNotFoundError())),
+                     ((), "no nvidia-smi"))
+    self.assertEqual(local_cluster.detect_gpus({}, _fake_nvidia_smi(returncode=9)),
+                     ((), "nvidia-smi -L exited with 9"))
+    self.assertEqual(local_cluster.detect_gpus(
+        {}, _fake_nvidia_smi(raises=subprocess.TimeoutExpired("nvidia-smi", 30))),
+        ((), "no nvidia-smi"))
 
 
 class LauncherTest(tf.test.TestCase):
@@ -117,6 +198,30 @@ class LauncherTest(tf.test.TestCase):
     self.assertRegex(out, r"exit codes: ps:0=-15, chief:0=0, worker:0=0, worker:1=0, "
                           r"evaluator:0=0; ok")
     self.assertFalse(any(_alive(p) for p in self._pids().values()))
+
+  def test_each_task_is_started_with_its_own_gpus_and_the_plan_is_logged(self):
+    environ = {k: v for k, v in os.environ.items() if k != "TF_FORCE_GPU_ALLOW_GROWTH"}
+    with mock.patch.dict(os.environ, environ, clear=True):
+      code, out, _ = self._run(workers=2, ps=1, gpus=("0", "1"))
+    self.assertEqual(code, 0, out)
+    self.assertEqual(out.count("CUDA_VISIBLE_DEVICES per task"), 1)
+    self.assertIn("[local_cluster] GPUs 0,1 (LaunchConfig.gpus), CUDA_VISIBLE_DEVICES per task: "
+                  "ps:0=-1, chief:0=0, worker:0=1, worker:1=0, evaluator:0=-1\n", out)
+    # chief:0 and worker:1 share GPU 0, so neither may reserve all of its memory.
+    for name, devices, growth in [
+        ("ps:0", "-1", "<unset>"), ("chief:0", "0", "true"), ("worker:0", "1", "<unset>"),
+        ("worker:1", "0", "true"), ("evaluator:0", "-1", "<unset>")]:
+      self.assertIn(f"[{name}] {name} sees CUDA_VISIBLE_DEVICES={devices} "
+                    f"TF_FORCE_GPU_ALLOW_GROWTH={growth}\n", out)
+
+  def test_without_gpus_tasks_keep_the_launchers_devices(self):
+    code, out, _ = self._run(workers=1, ps=1, gpus=())
+    self.assertEqual(code, 0, out)
+    self.assertIn("[local_cluster] no GPUs (LaunchConfig.gpus): every task keeps this "
+                  "environment's devices\n", out)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+    for name in ("ps:0", "chief:0", "worker:0", "evaluator:0"):
+      self.assertIn(f"[{name}] {name} sees CUDA_VISIBLE_DEVICES={visible} ", out)
 
   def test_a_failing_task_tears_everything_down(self):
     code, out, took = self._run({"worker:1": "fail", "chief:0": "hang", "evaluator:0": "hang"})
@@ -243,6 +348,25 @@ class ClusterTrainingTest(tf.test.TestCase):
     self.assertEqual(results["chief:0"]["global_step"], 40)
     self.assertEqual(results["evaluator:0"]["evaluated"][-1], 40)
     self.assertGreaterEqual(max(_eval_steps(os.path.join(model_dir, "eval"))), 40)
+
+  def test_evaluator_survives_retention_deleting_the_checkpoint_it_is_about_to_restore(self):
+    # Seen as an evaluator exiting 1 once in five runs on a loaded machine: it picked a
+    # checkpoint, and while it built its graph the chief saved keep_checkpoint_max more, so
+    # the one it picked was deleted before it restored it ("ValueError: The passed save_path
+    # is not a valid checkpoint"). race_retention makes that timing certain: the chief waits
+    # after step 1 until the evaluator holds model.ckpt-0, which then waits until it is gone.
+    code, out, results, model_dir = self._cluster(
+        workers=0, ps=0, evaluator=True, train_steps=40, save_checkpoints_steps=10,
+        keep_checkpoint_max=2, race_retention=True)
+    self.assertEqual(code, 0, out[-5000:])
+    self.assertRegex(out, r"exit codes: chief:0=0, evaluator:0=0; ok")
+    evaluator = results["evaluator:0"]
+    self.assertEqual(evaluator["held"], "model.ckpt-0")  # the race did happen
+    self.assertIn("model.ckpt-0 was deleted by the chief's checkpoint retention", out)
+    self.assertNotIn(0, evaluator["evaluated"])
+    self.assertEqual(evaluator["evaluated"][-1], 40)
+    self.assertGreaterEqual(max(_eval_steps(os.path.join(model_dir, "eval"))), 40)
+    self.assertEqual(results["chief:0"]["global_step"], 40)
 
   def test_strategy_that_does_not_fit_the_cluster_stops_it(self):
     # multi_worker_mirrored refuses a cluster with ps tasks: every task fails at once with
