@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from estimator_app import distribution as distribution_lib
-from estimator_app import warm_start as warm_start_lib
+from estimator_app.checkpoints import warm_start as warm_start_lib
+from estimator_app.training import distribution as distribution_lib
 from estimator_app.paths import resolve_path  # pylint: disable=unused-import (re-exported)
 from input_fns import errors
 from model_fns import hparams as hparams_lib
@@ -258,7 +258,7 @@ class ExperimentConfig:
     optimization: loss/optimizer/schedule settings shared by all models.
     data: DataConfig.
     run: RunSettings.
-    distribution: strategy, devices, learning-rate scaling, XLA (estimator_app/distribution.py).
+    distribution: strategy, devices, learning-rate scaling, XLA (estimator_app/training/distribution.py).
   """
   model: str = registry.DEFAULT_MODEL
   hparams: Any = None

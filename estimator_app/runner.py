@@ -16,18 +16,18 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import tensorflow as tf
 from absl import logging
 
-from estimator_app import checkpoints
-from estimator_app.benchmarks import diagnose
 from estimator_app import config as config_lib
-from estimator_app import distribution
-from estimator_app import early_stopping
-from estimator_app import export
-from estimator_app import hooks as hooks_lib
-from estimator_app import preemption
-from estimator_app import run_record
-from estimator_app import warm_start as warm_start_lib
-from input_fns import dataset
+from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import warm_start as warm_start_lib
+from estimator_app.serving import export
+from estimator_app.training import distribution
+from estimator_app.training import early_stopping
+from estimator_app.training import hooks as hooks_lib
+from estimator_app.training import input_diagnosis as diagnose
+from estimator_app.training import preemption
+from estimator_app.training import run_record
 from input_fns import digits
+from input_fns import input_fn as dataset
 from input_fns import manifest as manifest_lib
 from input_fns import mixture
 from input_fns import splits
@@ -503,7 +503,7 @@ def check_trained_spec(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifes
 def diagnose_input(cfg: config_lib.ExperimentConfig, create_default_data: bool = False,
                    seconds: float = 5.0) -> diagnose.Diagnosis:
   """Is this run input-bound? Measures the training input_fn against the model's consumption
-  (estimator_app/benchmarks/diagnose.py), logs the verdict and the knob to turn."""
+  (estimator_app/training/input_diagnosis.py), logs the verdict and the knob to turn."""
   data = open_data(cfg, create_default=create_default_data)
   return diagnose.diagnose_input(train_input_fn(cfg, data), build_model_fn(cfg, data.spec),
                                  seconds=seconds,

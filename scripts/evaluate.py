@@ -13,13 +13,13 @@ import os
 
 from absl import flags
 
-from estimator_app import checkpoints
-from estimator_app import cli
 from estimator_app import config as config_lib
 from estimator_app import paths
-from estimator_app import evaluation
+from estimator_app.analysis import evaluation
+from estimator_app.checkpoints import retention as checkpoints
 from input_fns import errors
 from input_fns import manifest as manifest_lib
+from scripts import cli
 from scripts import run_flags
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Evaluation batch size (default: the run's).")

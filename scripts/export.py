@@ -23,18 +23,18 @@ from typing import Optional, Tuple
 import tensorflow as tf
 from absl import flags
 
-from estimator_app import checkpoints
-from estimator_app import cli
 from estimator_app import config as config_lib
-from estimator_app import export
 from estimator_app import paths
-from estimator_app import publish
-from estimator_app import serving_validation
+from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.serving import export
+from estimator_app.serving import publish
+from estimator_app.serving import validation as serving_validation
 from input_fns import manifest as manifest_lib
 from input_fns import preprocessing
 from input_fns import splits
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
+from scripts import cli
 from scripts import run_flags
 
 _BEST_METRIC = flags.DEFINE_string(

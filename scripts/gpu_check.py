@@ -159,7 +159,7 @@ def train_args(run: Run, model_dir: str, train_steps: int) -> List[str]:
 
 # --- Reading what a run printed and wrote -----------------------------------------------------
 
-# estimator_app.hooks.StepLoggingHook: "step 200: loss=0.18 lr=0.001 examples/s=15360.2
+# estimator_app.training.hooks.StepLoggingHook: "step 200: loss=0.18 lr=0.001 examples/s=15360.2
 # step_time=4.17ms" (the first line, at step 1, has no timing).
 _STEP_LINE = re.compile(r"\bstep (\d+): (.*)$")
 _STEP_TIME = re.compile(r"\bstep_time=([0-9.]+)ms")
@@ -249,7 +249,7 @@ def read_parity(model_dir: str) -> Parity:
 
 @dataclasses.dataclass(frozen=True)
 class InputVerdict:
-  """--diagnose_input's verdict (estimator_app/benchmarks/diagnose.py).
+  """--diagnose_input's verdict (estimator_app/training/input_diagnosis.py).
 
   Attributes:
     input_bound: training waits for data.
@@ -756,5 +756,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  # Not estimator_app.cli.run: it imports TensorFlow, and the no-GPU answer must take no time.
+  # Not scripts.cli.run: it imports TensorFlow, and the no-GPU answer must take no time.
   app.run(main)

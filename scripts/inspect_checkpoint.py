@@ -16,9 +16,9 @@ from typing import Optional
 from absl import flags
 
 # cli first: it quiets TensorFlow's C++ start-up logs, which must happen before TF is imported.
-from estimator_app import cli  # pylint: disable=g-bad-import-order
-from estimator_app import checkpoint_info
+from scripts import cli  # pylint: disable=g-bad-import-order
 from estimator_app import paths
+from estimator_app.checkpoints import info as checkpoint_info
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A model_dir (latest checkpoint), a checkpoint prefix, or a checkpoint file.")

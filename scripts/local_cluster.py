@@ -43,7 +43,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, TextIO, Tu
 
 from absl import flags
 
-from estimator_app import cli
+from scripts import cli
 
 EXIT_TASK_FAILED = 1
 EXIT_TIMEOUT = 124

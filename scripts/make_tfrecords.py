@@ -22,13 +22,13 @@ from typing import Optional, Tuple
 
 from absl import flags
 
-from estimator_app import cli
 from estimator_app import config as config_lib
 from input_fns import errors
 from input_fns import manifest as manifest_lib
 from input_fns import writer
 from input_fns.formats import base
 from input_fns.formats import registry
+from scripts import cli
 
 _SOURCE_DEFAULTS = base.SourceOptions()
 _WRITE_DEFAULTS = writer.WriteOptions()

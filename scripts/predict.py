@@ -10,14 +10,14 @@ The model, its hyperparameters and preprocessing come from model_dir/config.json
 
 from absl import flags
 
-from estimator_app import checkpoints
-from estimator_app import cli
 from estimator_app import config as config_lib
 from estimator_app import paths
-from estimator_app import evaluation
-from estimator_app import prediction
+from estimator_app.analysis import evaluation
+from estimator_app.analysis import prediction
+from estimator_app.checkpoints import retention as checkpoints
 from input_fns import errors
 from input_fns import manifest as manifest_lib
+from scripts import cli
 from scripts import run_flags
 
 _IMAGES = flags.DEFINE_string("images", None, "A folder of PNG/JPEG images instead of TFRecords.")

@@ -17,10 +17,10 @@ from typing import List, Optional, Sequence, Tuple
 
 from absl import flags
 
-from estimator_app import cli
 from estimator_app import paths
-from estimator_app import plots
-from estimator_app import reporting
+from estimator_app.analysis import plots
+from estimator_app.analysis import reporting
+from scripts import cli
 
 _RUNS = flags.DEFINE_list("runs", None, "Comma-separated run directories (model_dirs) to overlay.")
 _OUTPUT = flags.DEFINE_string("output", "curves.png", "PNG to write.")

@@ -14,10 +14,10 @@ import sys
 
 from absl import flags
 
-from estimator_app import cli
 from estimator_app import config as config_lib
 from estimator_app import paths
 from estimator_app import runner
+from scripts import cli
 from scripts import experiment_flags
 
 _DIAGNOSE_INPUT = flags.DEFINE_boolean(

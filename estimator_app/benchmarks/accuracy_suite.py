@@ -21,8 +21,8 @@ from absl import logging
 
 from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import options as options_lib
-from input_fns import dataset
 from input_fns import digits
+from input_fns import input_fn as dataset
 from input_fns import manifest as manifest_lib
 from input_fns import splits
 from input_fns import writer

@@ -58,16 +58,6 @@ def alternate(variants: Mapping[str, Callable[[], float]], repetitions: int = 3,
   return out
 
 
-@tf.function
-def drain(iterator, batches):
-  """Pulls `batches` (features, labels) batches in one graph loop; returns examples seen."""
-  n = tf.constant(0, tf.int64)
-  for _ in tf.range(batches):
-    _, labels = next(iterator)
-    n += tf.size(labels, out_type=tf.int64)  # labels [B], or [K, B] stacked for steps_per_run
-  return n
-
-
 class StepTimer(tf.estimator.SessionRunHook):
   """Times the training steps after the first `skip` (graph building, initialisation,
   warm-up); `seconds` is set when the session ends."""

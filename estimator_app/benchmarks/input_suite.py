@@ -34,9 +34,10 @@ import tensorflow as tf
 
 from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import options as options_lib
-from input_fns import dataset
+from estimator_app.training import input_diagnosis
 from input_fns import feature_spec as fs
 from input_fns import fixed_frames
+from input_fns import input_fn as dataset
 from input_fns import manifest as manifest_lib
 from input_fns import preprocessing
 from input_fns import writer
@@ -75,7 +76,7 @@ def _input_rate(ds: tf.data.Dataset, batches: int) -> Callable[[], float]:
 
   def measure():
     start = time.perf_counter()
-    n = int(harness.drain(iterator, tf.constant(batches)))
+    n = int(input_diagnosis.drain(iterator, tf.constant(batches)))
     return n / (time.perf_counter() - start)
 
   return measure
@@ -168,7 +169,7 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
       "input/in_memory_tensors": _input_rate(in_memory(images, labels, seed), batches),
   }
   # One untimed epoch fills the cache, so the cached figure is what later epochs get.
-  harness.drain(iter(cached()), tf.constant(n // BATCH + 1))
+  input_diagnosis.drain(iter(cached()), tf.constant(n // BATCH + 1))
   for model in MODELS:
     variants[f"{model}/train_steps"] = train_step_rate(model, images, labels, steps)
     variants[f"{model}/estimator_train"] = estimator_rate(model, images, labels, steps,

@@ -31,11 +31,11 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from estimator_app import export
 from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import input_suite
 from estimator_app.benchmarks import options as options_lib
 from estimator_app.benchmarks import train_suite
+from estimator_app.serving import export
 from model_fns import registry
 
 SUITE = "serve"

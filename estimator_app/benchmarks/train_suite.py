@@ -41,11 +41,11 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from estimator_app import hooks as hooks_lib
 from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import input_suite
 from estimator_app.benchmarks import options as options_lib
-from input_fns import dataset
+from estimator_app.training import hooks as hooks_lib
+from input_fns import input_fn as dataset
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
 

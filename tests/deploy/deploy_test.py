@@ -13,8 +13,8 @@ from absl.testing import flagsaver
 from absl.testing import parameterized
 
 from estimator_app import config as config_lib
-from estimator_app import distribution
-from estimator_app import preemption
+from estimator_app.training import distribution
+from estimator_app.training import preemption
 from scripts import experiment_flags
 from scripts import train  # pylint: disable=unused-import (defines the train.py flags)
 

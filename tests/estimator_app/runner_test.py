@@ -7,10 +7,10 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from estimator_app import checkpoints
 from estimator_app import config as config_lib
-from estimator_app import hooks
 from estimator_app import runner
+from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.training import hooks
 
 
 class RunnerTest(tf.test.TestCase, parameterized.TestCase):

@@ -15,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from estimator_app import warm_start
-from input_fns import dataset
+from estimator_app.checkpoints import warm_start
 from input_fns import feature_spec
+from input_fns import input_fn as dataset
 from input_fns import writer
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry

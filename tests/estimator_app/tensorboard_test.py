@@ -1,4 +1,4 @@
-"""A real TensorBoard over a finished run serves the same scalars estimator_app.reporting reads.
+"""A real TensorBoard over a finished run serves the same scalars estimator_app.analysis.reporting reads.
 
 Starts `python -m tensorboard.main` on 127.0.0.1 (port 0: the server picks a free port and
 prints it) and reads its HTTP API: /data/plugin/scalars/tags and /data/plugin/scalars/scalars.
@@ -15,8 +15,8 @@ import urllib.request
 
 import tensorflow as tf
 
-from estimator_app import reporting
-from tests.estimator_app import finished_run
+from estimator_app.analysis import reporting
+from tests.testing import finished_run
 
 _STARTUP_TIMEOUT_S = 120
 _URL = re.compile(r"http://127\.0\.0\.1:(\d+)/")

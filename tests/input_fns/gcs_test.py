@@ -15,7 +15,7 @@ from input_fns import gcs
 from input_fns import manifest as manifest_lib
 from input_fns import writer
 from input_fns.formats import base
-from tests.input_fns import testutil
+from tests.testing import data as testutil
 
 _SPEC = fs.image_spec(2, 2, 1, ["a", "b"])
 _FAST_RETRY = gcs.RetryPolicy(attempts=2, initial_delay_s=0.01, max_delay_s=0.02, timeout_s=10)

@@ -20,7 +20,7 @@ from input_fns import manifest as manifest_lib
 from input_fns import records
 from input_fns import writer
 from input_fns.formats import base
-from tests.input_fns import testutil
+from tests.testing import data as testutil
 
 _SPEC = fs.image_spec(3, 3, 1, ["a", "b", "c"])
 

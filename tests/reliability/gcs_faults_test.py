@@ -14,8 +14,8 @@ from google.auth import credentials
 from google.cloud import storage
 
 from input_fns import manifest as manifest_lib
-from tests.input_fns import testutil
 from tests.reliability import harness
+from tests.testing import data as testutil
 
 
 class _Outage:

@@ -8,10 +8,10 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from estimator_app import checkpoints
 from estimator_app import config as config_lib
-from estimator_app import evaluation
 from estimator_app import runner
+from estimator_app.analysis import evaluation
+from estimator_app.checkpoints import retention as checkpoints
 from input_fns import errors
 from input_fns import manifest as manifest_lib
 from scripts import evaluate

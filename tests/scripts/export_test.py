@@ -14,13 +14,13 @@ from absl.testing import flagsaver
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from estimator_app import checkpoints
 from estimator_app import config as config_lib
-from estimator_app import export
-from estimator_app import publish
+from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.serving import export
+from estimator_app.serving import publish
 from input_fns import errors
 from scripts import export as export_script
-from tests.estimator_app import serving_testlib as testlib
+from tests.testing import serving as testlib
 
 
 class ExportScriptTest(tf.test.TestCase):

@@ -15,7 +15,7 @@ from absl import flags
 from absl.testing import absltest
 from absl.testing import flagsaver
 
-from estimator_app.benchmarks import diagnose
+from estimator_app.training import input_diagnosis as diagnose
 from model_fns import model_fn as model_fn_lib
 from scripts import experiment_flags
 from scripts import gpu_check

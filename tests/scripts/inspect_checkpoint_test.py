@@ -8,9 +8,9 @@ import sys
 import tensorflow as tf
 from absl.testing import flagsaver
 
-from estimator_app import checkpoint_info
+from estimator_app.checkpoints import info as checkpoint_info
 from scripts import inspect_checkpoint
-from tests.estimator_app import finished_run
+from tests.testing import finished_run
 
 
 def _run_binary(args, cwd):

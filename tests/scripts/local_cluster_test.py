@@ -21,12 +21,12 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from estimator_app import distribution
 from estimator_app import runner
+from estimator_app.training import distribution
 from input_fns import digits
 from input_fns import writer
 from scripts import local_cluster
-from tests.estimator_app import distributed_driver
+from tests.testing import distributed_driver
 
 # scripts/train.py comes with //scripts:local_cluster_lib (its data) in the runfiles too.
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -12,7 +12,7 @@ from absl.testing import parameterized
 
 from input_fns import manifest as manifest_lib
 from scripts import make_tfrecords
-from tests.input_fns import testutil
+from tests.testing import data as testutil
 
 
 def _cli(*args):

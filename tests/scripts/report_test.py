@@ -8,9 +8,9 @@ import sys
 import tensorflow as tf
 from absl.testing import flagsaver
 
-from estimator_app import reporting
+from estimator_app.analysis import reporting
 from scripts import report
-from tests.estimator_app import finished_run
+from tests.testing import finished_run
 
 
 def _run_binary(args, cwd):

@@ -12,8 +12,8 @@ from absl import flags
 from absl.testing import flagsaver
 
 from estimator_app import config as config_lib
-from estimator_app import run_record
 from estimator_app import runner
+from estimator_app.training import run_record
 from scripts import experiment_flags
 from scripts import train
 

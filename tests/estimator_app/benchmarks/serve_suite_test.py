@@ -2,9 +2,9 @@
 
 import tensorflow as tf
 
-from estimator_app import export
 from estimator_app.benchmarks import options as options_lib
 from estimator_app.benchmarks import serve_suite
+from estimator_app.serving import export
 
 
 class ServeSuiteTest(tf.test.TestCase):

@@ -9,7 +9,7 @@ from absl.testing import parameterized
 from input_fns import feature_spec as fs
 from input_fns.formats import base
 from input_fns.formats import registry
-from tests.input_fns import testutil
+from tests.testing import data as testutil
 
 
 class CsvTest(tf.test.TestCase, parameterized.TestCase):

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from input_fns import digits as digits_data
 from input_fns.formats import base
-from tests.input_fns import testutil
+from tests.testing import data as testutil
 
 
 class DigitsTest(tf.test.TestCase):

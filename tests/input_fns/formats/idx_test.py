@@ -9,7 +9,7 @@ from absl.testing import parameterized
 from input_fns.formats import base
 from input_fns.formats import idx
 from input_fns.formats import registry
-from tests.input_fns import testutil
+from tests.testing import data as testutil
 
 
 def _mnist_like(n, seed=0, classes=10):

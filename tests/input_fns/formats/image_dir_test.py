@@ -12,7 +12,7 @@ from input_fns import writer
 from input_fns.formats import base
 from input_fns.formats import image_dir
 from input_fns.formats import registry
-from tests.input_fns import testutil
+from tests.testing import data as testutil
 
 
 class ImageDirTest(tf.test.TestCase, parameterized.TestCase):

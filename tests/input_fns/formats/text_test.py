@@ -12,7 +12,7 @@ from input_fns import manifest as manifest_lib
 from input_fns.formats import base
 from input_fns.formats import registry
 from input_fns.formats import text
-from tests.input_fns import testutil
+from tests.testing import data as testutil
 
 
 class TextTest(tf.test.TestCase, parameterized.TestCase):

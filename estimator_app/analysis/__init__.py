@@ -1,0 +1,7 @@
+"""Looking at trained models and runs: what evaluate, predict and report run.
+
+  evaluation.py  full evaluation of one checkpoint on a split, confusion matrix PNG
+  prediction.py  batch inference of a checkpoint to JSONL or CSV
+  reporting.py   scalar curves read back from TensorBoard event files
+  plots.py       PNG figures: training curves, confusion matrices
+"""

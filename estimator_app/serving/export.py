@@ -1,0 +1,628 @@
+"""Exports trained models for TF Serving: one SavedModel with three signatures per version.
+
+Signatures (all in one graph, one set of weights, one call of the model_fn in PREDICT mode):
+
+  * `serving_default` (Predict API): the dataset's raw feature tensors, exactly as
+    `FeatureSpec.serving_signature()` describes them (e.g. `image` uint8 [-1, 8, 8, 1]) ->
+    `class_ids` int64 [-1], `probabilities` float32 [-1, C], `logits` float32 [-1, C].
+  * `classification` (Classify API): `inputs`, serialized tf.Examples string [-1] ->
+    `classes` string [-1, C] (the label names) and `scores` float32 [-1, C].
+  * `predict_examples` (Predict API): `examples`, serialized tf.Examples string [-1] -> every
+    prediction of the model_fn.
+
+The preprocessing chain runs inside the graph with `training=False`, the very function the
+evaluation input_fn runs, so a served answer equals an evaluated one. The example path feeds
+the raw path: each raw input is a `placeholder_with_default` whose default is the parse of the
+`examples` placeholder (itself defaulting to an empty batch), so whichever inputs a signature
+feeds, the same preprocessing and model ops run.
+
+Layout of a model base (TF Serving's `base_path`):
+
+  MODEL_BASE/
+    1/  saved_model.pb  variables/  assets.extra/{tf_serving_warmup_requests,export_metadata.json}
+    1.validation.json           parity report of version 1 (see serving_validation.py)
+    .tmp-<host>-<pid>-<hex>/     an export being written (non-integer: TF Serving ignores it)
+    .rejected-2/                 an export that failed validation (never served)
+
+A version directory appears by one atomic rename of a complete, validated export; versions
+are increasing integers (1 + the highest number ever used in the base). Temporary directories
+left by a killed export are removed by the next export. A `gs://` model base is written
+through estimator_app/serving/publish.py (GCS has no rename; see there what TF Serving sees).
+"""
+
+import dataclasses
+import datetime
+import inspect
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import tensorflow as tf
+from absl import logging
+
+from estimator_app.serving import publish
+from estimator_app.serving import validation as serving_validation
+from estimator_app.serving import warmup
+from input_fns import errors
+from input_fns import feature_spec as fs
+from input_fns import manifest as manifest_lib
+from input_fns import preprocessing
+from model_fns import model_fn as model_fn_lib
+
+SERVING_DEFAULT = "serving_default"
+CLASSIFICATION = "classification"
+PREDICT_EXAMPLES = "predict_examples"
+SIGNATURES = (SERVING_DEFAULT, CLASSIFICATION, PREDICT_EXAMPLES)
+CLASSIFY_INPUT_KEY = "inputs"  # fixed by TF Serving's Classify API
+EXAMPLES_INPUT_KEY = "examples"
+METADATA_FILE = "export_metadata.json"
+VALIDATION_SUFFIX = publish.VALIDATION_SUFFIX
+_PREDICTION_KEYS = ("class_ids", "probabilities", "logits")
+_TMP_PREFIX = ".tmp-"
+_REJECTED_PREFIX = ".rejected-"
+_DELETING_PREFIX = ".deleting-"
+_NUMBERED = re.compile(r"^(?:\.rejected-)?(\d+)(?:\.validation\.json)?$")
+
+
+class ExportError(errors.UserInputError):
+  """An export cannot be made from what the user gave (checkpoint, base path, metric...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingModel:
+  """Everything needed to rebuild a trained model's inference graph; all plain values.
+
+  Attributes:
+    model_def: the registry entry (model_fns.registry.ModelDef).
+    hparams: the model's resolved hyperparameters (its frozen dataclass).
+    spec: the dataset's feature spec (serving inputs and label names).
+    preprocessing: the preset chain the model was evaluated with (e.g. ("scale",)).
+    train_cfg: the model_fn builder's training config (unused by inference, needed to build).
+  """
+  model_def: Any
+  hparams: Any
+  spec: fs.FeatureSpec
+  preprocessing: Tuple[str, ...]
+  train_cfg: Any = model_fn_lib.TrainConfig()
+
+  def __post_init__(self):
+    chain = self.preprocessing
+    # A chain as typed ("scale,resize=32x32") or as parsed (a sequence of steps).
+    object.__setattr__(self, "preprocessing", preprocessing.parse_chain(chain)
+                       if isinstance(chain, str) else tuple(chain))
+
+  def model_fn(self):
+    return model_fn_lib.build_model_fn(self.model_def, self.hparams, self.spec, self.train_cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+  """How each export is made.
+
+  Attributes:
+    model_name: the name TF Serving serves it under (used in warm-up requests and metadata).
+    warmup_examples: examples per warm-up request (one request per signature); 0 writes none.
+    validate_examples: eval examples the parity check compares; 0 skips validation.
+    tolerance: what probabilities may differ by in the parity check: a
+      serving_validation.Tolerance, or a float (absolute); None (default) takes the one of the
+      model's precision (serving_validation.TOLERANCES: 1e-5 absolute for float32, looser and
+      relative for float16 and bfloat16).
+  """
+  model_name: str = "model"
+  warmup_examples: int = 4
+  validate_examples: int = 32
+  tolerance: Union[None, float, serving_validation.Tolerance] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+  """One finished export: its version, its directory (or gs:// URI) and its parity report."""
+  version: int
+  export_dir: str
+  validation: Optional[Dict[str, Any]]
+
+
+# --- The serving graph -----------------------------------------------------------------------
+
+
+def _call_model_fn(model_fn, features):
+  """Calls an Estimator model_fn in PREDICT mode, passing only the arguments it takes."""
+  params = inspect.signature(model_fn).parameters
+  kwargs = {"features": features}
+  if "labels" in params:
+    kwargs["labels"] = None
+  if "mode" in params:
+    kwargs["mode"] = tf.estimator.ModeKeys.PREDICT
+  if "params" in params:
+    kwargs["params"] = {}
+  if "config" in params:
+    kwargs["config"] = tf.estimator.RunConfig()
+  return model_fn(**kwargs)
+
+
+def build_signatures(model: ServingModel) -> Dict[str, Any]:
+  """Builds the inference graph in the current default graph.
+
+  Returns:
+    Signature name -> SignatureDef for SIGNATURES.
+
+  Raises:
+    ExportError: the model_fn's predictions lack class_ids, probabilities or logits.
+  """
+  spec = model.spec
+  examples = tf.compat.v1.placeholder_with_default(
+      tf.constant([], tf.string), shape=[None], name="input_examples")
+  parsed, _ = spec.parse_batch(examples, with_label=False)
+  raw = {f.name: tf.compat.v1.placeholder_with_default(
+             parsed[f.name], shape=[None, *f.shape], name=f"input_{f.name}")
+         for f in spec.features}
+  features = preprocessing.apply(model.preprocessing, dict(raw), spec, training=False)
+  tf.compat.v1.train.get_or_create_global_step()
+  predictions = _call_model_fn(model.model_fn(), features).predictions
+  if not isinstance(predictions, Mapping) or any(k not in predictions for k in _PREDICTION_KEYS):
+    raise ExportError(f"model {model.model_def.name!r}: PREDICT predictions must be a dict with "
+                      f"{_PREDICTION_KEYS}, got {sorted(predictions) if isinstance(predictions, Mapping) else type(predictions).__name__}")
+  scores = predictions["probabilities"]
+  classes = tf.tile(tf.constant(spec.label_names)[tf.newaxis], [tf.shape(scores)[0], 1],
+                    name="classes")
+  sig = tf.compat.v1.saved_model.signature_def_utils
+  return {
+      SERVING_DEFAULT: sig.predict_signature_def(
+          inputs=raw, outputs={k: predictions[k] for k in _PREDICTION_KEYS}),
+      CLASSIFICATION: sig.classification_signature_def(examples, classes, scores),
+      PREDICT_EXAMPLES: sig.predict_signature_def(
+          inputs={EXAMPLES_INPUT_KEY: examples}, outputs=dict(predictions)),
+  }
+
+
+def _check_variables(checkpoint_path: str, model: ServingModel) -> None:
+  """Checks every variable of the current graph against the checkpoint.
+
+  Saver.restore would silently give a resource variable the checkpoint's shape, so a model
+  built with other hparams than it was trained with would export and fail only at serving.
+
+  Raises:
+    ExportError: naming the variables missing from the checkpoint or of another shape.
+  """
+  in_ckpt = dict(tf.train.list_variables(checkpoint_path))
+  problems = []
+  for v in tf.compat.v1.global_variables():
+    name, shape = v.op.name, v.shape.as_list()
+    if name not in in_ckpt:
+      problems.append(f"{name} is missing")
+    elif list(in_ckpt[name]) != shape:
+      problems.append(f"{name} is {list(in_ckpt[name])}, the model needs {shape}")
+  if problems:
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    raise ExportError(f"checkpoint {checkpoint_path} does not match model {model.model_def.name!r} "
+                      f"with these hparams: {'; '.join(problems[:3])}{more}")
+
+
+def write_saved_model(export_dir: str, model: ServingModel, checkpoint_path: str) -> None:
+  """Writes the SavedModel (graph + variables restored from `checkpoint_path`) to `export_dir`.
+
+  Raises:
+    ExportError: the checkpoint does not hold every variable of the inference graph.
+  """
+  with tf.Graph().as_default() as graph:
+    signatures = build_signatures(model)
+    saver = tf.compat.v1.train.Saver(sharded=True, allow_empty=True)
+    init = tf.compat.v1.group(tf.compat.v1.local_variables_initializer(),
+                              tf.compat.v1.tables_initializer())
+    _check_variables(checkpoint_path, model)
+    # Restoring and saving need no accelerator: leave the training job's GPUs alone.
+    with tf.compat.v1.Session(graph=graph, config=warmup.cpu_session_config()) as sess:
+      saver.restore(sess, checkpoint_path)
+      builder = tf.compat.v1.saved_model.Builder(export_dir)
+      builder.add_meta_graph_and_variables(
+          sess, [tf.saved_model.SERVING], signature_def_map=signatures, main_op=init,
+          saver=saver, strip_default_attrs=True)
+      builder.save()
+
+
+# --- Versioned, atomic export ------------------------------------------------------------------
+
+
+def _numbers_used(names: Sequence[str]) -> List[int]:
+  return [int(m.group(1)) for m in map(_NUMBERED.match, names) if m]
+
+
+def list_versions(model_base: str) -> List[int]:
+  """Visible (servable) versions of a local or gs:// model base, ascending."""
+  if _is_gcs(model_base):
+    return sorted(v for v, complete in
+                  publish.list_versions(model_base, publish.make_client()).items() if complete)
+  return publish.local_versions(model_base)
+
+
+def _is_gcs(path: str) -> bool:
+  return path.startswith("gs://")
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _remove_leftovers(model_base: str) -> None:
+  """Removes temporary dirs of exports killed on this host and half-deleted old versions."""
+  host = socket.gethostname()
+  for name in os.listdir(model_base):
+    path = os.path.join(model_base, name)
+    if name.startswith(_DELETING_PREFIX):
+      shutil.rmtree(path, ignore_errors=True)
+    elif name.startswith(_TMP_PREFIX):
+      parts = name[len(_TMP_PREFIX):].rsplit("-", 2)
+      if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+        logging.info("removing %s, left by an export that was killed", path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_json(path: str, value: Any) -> None:
+  tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(json.dumps(value, indent=2, sort_keys=True, default=str))
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _jsonable(value: Any) -> Any:
+  if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+  if isinstance(value, Mapping):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if hasattr(value, "tolist"):  # numpy scalars and arrays (e.g. a confusion matrix metric)
+    return value.tolist()
+  if isinstance(value, bytes):
+    return value.decode("utf-8", "replace")
+  return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+def _metadata(model: ServingModel, checkpoint_path: str, options: ExportOptions,
+              eval_result: Optional[Mapping[str, Any]], exporter: Optional[str]) -> Dict[str, Any]:
+  try:
+    step = int(tf.train.load_variable(checkpoint_path, "global_step"))
+  except (tf.errors.NotFoundError, ValueError):
+    step = None
+  return {
+      "model_name": options.model_name,
+      "model": model.model_def.name,
+      "hparams": _jsonable(model.hparams),
+      "preprocessing": list(model.preprocessing),
+      "feature_spec": model.spec.to_json_dict(),
+      "train_config": _jsonable(model.train_cfg),
+      "checkpoint": checkpoint_path,
+      "global_step": step,
+      "eval_metrics": _jsonable(dict(eval_result or {})),
+      "exporter": exporter,
+      "signatures": list(SIGNATURES),
+      "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+      "tensorflow": tf.__version__,
+  }
+
+
+def read_metadata(export_dir: str) -> Optional[Dict[str, Any]]:
+  """An export's assets.extra/export_metadata.json (local or gs://), or None."""
+  rel = f"{warmup.ASSETS_EXTRA}/{METADATA_FILE}"
+  if _is_gcs(export_dir):
+    base, version = export_dir.rstrip("/").rsplit("/", 1)
+    text = publish.read_text(base, f"{version}/{rel}", publish.make_client())
+    return json.loads(text) if text else None
+  path = os.path.join(export_dir, rel)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def _check_checkpoint(checkpoint_path: str) -> None:
+  if not checkpoint_path or not tf.io.gfile.exists(checkpoint_path + ".index"):
+    raise ExportError(f"checkpoint {checkpoint_path!r} not found (expected {checkpoint_path}.index)")
+
+
+def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
+                   examples: Sequence[bytes], options: ExportOptions = ExportOptions(), *,
+                   eval_result: Optional[Mapping[str, Any]] = None,
+                   estimator: Optional[tf.estimator.Estimator] = None,
+                   reference: Optional[ServingModel] = None,
+                   exporter: Optional[str] = None) -> ExportResult:
+  """Exports one new version under `model_base`, visible only once complete and validated.
+
+  Steps: write the SavedModel to a hidden temporary directory beside the versions, add the
+  warm-up requests and metadata, check parity in a fresh process (serving_validation), then
+  rename it to `model_base/<next version>` (or `.rejected-<version>` if parity failed) and
+  write `<dir>.validation.json` beside it.
+
+  Args:
+    model_base: local directory (or gs:// prefix) holding the model's integer versions.
+    model: the model to export.
+    checkpoint_path: checkpoint prefix to take the weights from.
+    examples: serialized eval tf.Examples for warm-up and validation (labels allowed).
+    options: model name, warm-up and validation sizes, tolerance.
+    eval_result: evaluation metrics to record in the metadata (exporters pass theirs).
+    estimator: the Estimator whose model_fn the parity reference predicts with (default: a new
+      one over `reference`'s model_fn); its training-only session options (XLA, GPUs) are not
+      used, the reference computes as serving does.
+    reference: what evaluation runs (model_fn and preprocessing) if it differs from `model`.
+    exporter: name of the exporter, recorded in the metadata.
+
+  Returns:
+    The new version, its directory and its validation report.
+
+  Raises:
+    ExportError: bad checkpoint or model base, or too few examples for warm-up/validation.
+    serving_validation.ValidationError: the export does not match estimator.predict (it is
+      kept as `.rejected-<version>` and never becomes visible), or the tolerance is negative
+      (checked before anything is written).
+  """
+  _check_checkpoint(checkpoint_path)
+  if (options.warmup_examples or options.validate_examples) and not examples:
+    raise ExportError("warm-up and validation need eval examples; got none")
+  if options.validate_examples:  # before anything is written
+    serving_validation.tolerance_for(model.train_cfg.precision, options.tolerance)
+  if _is_gcs(model_base):
+    return _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_result,
+                          estimator, reference, exporter)
+  if "://" in model_base:
+    raise ExportError(f"export base {model_base}: only local paths and gs:// are supported")
+  tf.io.gfile.makedirs(model_base)
+  _remove_leftovers(model_base)
+  staging = os.path.join(
+      model_base, f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
+  try:
+    report = _build_and_validate(staging, model, checkpoint_path, examples, options,
+                                 eval_result, estimator, reference, exporter)
+    passed = report is None or report["passed"]
+    while True:  # another exporter may take a number between our listing and our rename
+      version = max(_numbers_used(os.listdir(model_base)), default=0) + 1
+      final = os.path.join(model_base, str(version) if passed else f"{_REJECTED_PREFIX}{version}")
+      if os.path.exists(final):
+        continue
+      try:
+        os.rename(staging, final)
+        break
+      except OSError:
+        if not os.path.exists(final):
+          raise
+    if report is not None:
+      report["export_dir"] = final
+      report["version"] = version
+      _write_json(final + VALIDATION_SUFFIX, report)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  if not passed:
+    raise serving_validation.ValidationError(serving_validation.summary(report, final + VALIDATION_SUFFIX))
+  logging.info("exported version %d of %s to %s", version, options.model_name, final)
+  return ExportResult(version, final, report)
+
+
+def _build_and_validate(staging, model, checkpoint_path, examples, options, eval_result,
+                        estimator, reference, exporter) -> Optional[Dict[str, Any]]:
+  write_saved_model(staging, model, checkpoint_path)
+  if options.warmup_examples:
+    warmup.write(staging, warmup.build_requests(
+        model.spec, list(examples[:options.warmup_examples]), options.model_name,
+        raw_signature=SERVING_DEFAULT, classify_signature=CLASSIFICATION,
+        examples_signature=PREDICT_EXAMPLES, examples_input_key=EXAMPLES_INPUT_KEY))
+  _write_json(os.path.join(staging, warmup.ASSETS_EXTRA, METADATA_FILE),
+              _metadata(model, checkpoint_path, options, eval_result, exporter))
+  if not options.validate_examples:
+    return None
+  ref = reference or model
+  return serving_validation.validate(
+      staging, model_fn=ref.model_fn(), spec=ref.spec, preprocessing=ref.preprocessing,
+      checkpoint_path=checkpoint_path, records=list(examples[:options.validate_examples]),
+      tolerance=options.tolerance, precision=model.train_cfg.precision, estimator=estimator)
+
+
+def _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_result,
+                   estimator, reference, exporter) -> ExportResult:
+  """Builds and validates the export locally, then publishes it (see publish.py)."""
+  client = publish.make_client()
+  with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+    staging = os.path.join(tmp, "model")
+    report = _build_and_validate(staging, model, checkpoint_path, examples, options,
+                                 eval_result, estimator, reference, exporter)
+    version = max(publish.list_versions(model_base, client), default=0) + 1
+    if report is not None:
+      report["version"] = version
+      report["export_dir"] = f"{model_base.rstrip('/')}/{version}"
+      if not report["passed"]:
+        rel = f"{_REJECTED_PREFIX}{version}{VALIDATION_SUFFIX}"
+        publish.upload_text(model_base, rel, json.dumps(report, indent=2, sort_keys=True, default=str),
+                            client)
+        raise serving_validation.ValidationError(
+            serving_validation.summary(report, f"{model_base.rstrip('/')}/{rel}"))
+      _write_json(os.path.join(tmp, "model" + VALIDATION_SUFFIX), report)
+    uri = publish.publish_version(staging, model_base, version, client)
+  return ExportResult(version, uri, report)
+
+
+def garbage_collect(model_base: str, keep: int) -> List[int]:
+  """Deletes all but the `keep` highest versions (and their reports); returns the deleted.
+
+  A local version is first renamed to a hidden name, so it disappears atomically. Rejected
+  exports (`.rejected-<n>`) are capped the same way.
+  """
+  if keep < 1:
+    raise ExportError(f"keep must be >= 1, got {keep}")
+  doomed = list_versions(model_base)[:-keep]
+  for v in doomed:
+    if _is_gcs(model_base):
+      publish.delete_version(model_base, v, publish.make_client())
+      continue
+    path = os.path.join(model_base, str(v))
+    hidden = os.path.join(model_base, f"{_DELETING_PREFIX}{v}-{secrets.token_hex(4)}")
+    os.rename(path, hidden)
+    shutil.rmtree(hidden, ignore_errors=True)
+    if os.path.exists(path + VALIDATION_SUFFIX):
+      os.remove(path + VALIDATION_SUFFIX)
+  if not _is_gcs(model_base):
+    rejected = sorted(int(n[len(_REJECTED_PREFIX):]) for n in os.listdir(model_base)
+                      if n.startswith(_REJECTED_PREFIX) and n[len(_REJECTED_PREFIX):].isdigit())
+    for v in rejected[:-keep]:
+      path = os.path.join(model_base, f"{_REJECTED_PREFIX}{v}")
+      shutil.rmtree(path, ignore_errors=True)
+      if os.path.exists(path + VALIDATION_SUFFIX):
+        os.remove(path + VALIDATION_SUFFIX)
+  return doomed
+
+
+# --- Inputs: examples and checkpoints ---------------------------------------------------------
+
+
+def read_examples(m: manifest_lib.Manifest, split: str, n: int) -> List[bytes]:
+  """The first `n` serialized examples of a split, in file order (for warm-up and validation).
+
+  Raises:
+    ExportError: the split holds no examples.
+  """
+  options = tf.io.TFRecordOptions(compression_type=m.compression or None)
+  out: List[bytes] = []
+  for path in m.files(split):
+    for record in tf.compat.v1.io.tf_record_iterator(path, options):
+      if len(out) >= n:
+        return out
+      out.append(record)
+  if not out and n > 0:
+    raise ExportError(f"split {split!r} of {m.directory} holds no examples")
+  return out
+
+
+# --- Exporters for train_and_evaluate -----------------------------------------------------------
+
+
+class _Exporter(tf.estimator.Exporter):
+  """A tf.estimator.Exporter writing versions with export_version, keeping the newest `keep`."""
+
+  def __init__(self, name: str, model: ServingModel, examples: Sequence[bytes],
+               options: ExportOptions, keep: int):
+    if keep < 1:
+      raise ExportError(f"exporter {name!r}: keep must be >= 1, got {keep}")
+    self._name = name
+    self._model = model
+    self._examples = list(examples)
+    self._options = options
+    self._keep = keep
+
+  @property
+  def name(self) -> str:
+    return self._name
+
+  def _wants(self, export_path: str, eval_result, is_the_final_export: bool) -> bool:
+    raise NotImplementedError
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+    if not self._wants(export_path, eval_result, is_the_final_export):
+      return None
+    result = export_version(export_path, self._model, checkpoint_path, self._examples,
+                            self._options, eval_result=eval_result, estimator=estimator,
+                            exporter=self._name)
+    garbage_collect(export_path, self._keep)
+    return result.export_dir
+
+
+class LatestExporter(_Exporter):
+  """Exports after every evaluation; keeps the newest `keep` versions."""
+
+  def __init__(self, model, examples, options=ExportOptions(), keep: int = 5, name: str = "latest"):
+    super().__init__(name, model, examples, options, keep)
+
+  def _wants(self, export_path, eval_result, is_the_final_export):
+    return True
+
+
+class FinalExporter(_Exporter):
+  """Exports once, after the final evaluation of a run; keeps the newest `keep` versions."""
+
+  def __init__(self, model, examples, options=ExportOptions(), keep: int = 5, name: str = "final"):
+    super().__init__(name, model, examples, options, keep)
+
+  def _wants(self, export_path, eval_result, is_the_final_export):
+    return bool(is_the_final_export)
+
+
+class BestExporter(_Exporter):
+  """Exports when `metric` beats every earlier export in its base; keeps the best `keep`.
+
+  The best value so far is read back from the exports' metadata, so it survives restarts.
+  Since each export beats all earlier ones, the newest versions are the best ones.
+  """
+
+  def __init__(self, model, examples, options=ExportOptions(), keep: int = 3,
+               metric: str = "accuracy", higher_is_better: bool = True, name: str = "best"):
+    super().__init__(name, model, examples, options, keep)
+    self._metric = metric
+    self._higher = higher_is_better
+    self._best: Optional[float] = None
+    self._loaded_from: Optional[str] = None
+
+  def _best_exported(self, export_path: str) -> Optional[float]:
+    best = None
+    for v in list_versions(export_path):
+      meta = read_metadata(os.path.join(export_path, str(v)) if not _is_gcs(export_path)
+                           else f"{export_path.rstrip('/')}/{v}") or {}
+      value = meta.get("eval_metrics", {}).get(self._metric)
+      if value is not None and (best is None or self._better(float(value), best)):
+        best = float(value)
+    return best
+
+  def _better(self, value: float, than: Optional[float]) -> bool:
+    return than is None or (value > than if self._higher else value < than)
+
+  def _wants(self, export_path, eval_result, is_the_final_export):
+    if self._metric not in (eval_result or {}):
+      raise ExportError(f"best exporter {self._name!r}: metric {self._metric!r} is not in the "
+                        f"evaluation results {sorted(eval_result or {})}")
+    if self._loaded_from != export_path:
+      self._best, self._loaded_from = self._best_exported(export_path), export_path
+    value = float(eval_result[self._metric])
+    if not self._better(value, self._best):
+      return False
+    self._best = value
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportersConfig:
+  """Which exporters train_and_evaluate runs (each writes model_dir/export/<its name>/<v>).
+
+  Attributes:
+    keep_latest: versions kept by the "latest" exporter (0 disables it).
+    keep_best: versions kept by the "best" exporter (0 disables it).
+    best_metric: eval metric the "best" exporter compares.
+    higher_is_better: whether a larger best_metric is better.
+    keep_final: versions kept by the "final" exporter (0 disables it).
+    options: model name, warm-up and validation settings shared by the exporters.
+  """
+  keep_latest: int = 3
+  keep_best: int = 2
+  best_metric: str = "accuracy"
+  higher_is_better: bool = True
+  keep_final: int = 3
+  options: ExportOptions = ExportOptions()
+
+
+def make_exporters(model: ServingModel, examples: Sequence[bytes],
+                   cfg: ExportersConfig = ExportersConfig()) -> List[tf.estimator.Exporter]:
+  """The exporters for an EvalSpec: latest, best and final, as configured."""
+  out: List[tf.estimator.Exporter] = []
+  if cfg.keep_latest:
+    out.append(LatestExporter(model, examples, cfg.options, keep=cfg.keep_latest))
+  if cfg.keep_best:
+    out.append(BestExporter(model, examples, cfg.options, keep=cfg.keep_best,
+                            metric=cfg.best_metric, higher_is_better=cfg.higher_is_better))
+  if cfg.keep_final:
+    out.append(FinalExporter(model, examples, cfg.options, keep=cfg.keep_final))
+  return out

@@ -1,0 +1,11 @@
+"""The pieces of a training run around the Estimator's own loop.
+
+  distribution.py     strategies, TF_CONFIG clusters, RunConfig, who writes what
+  hooks.py            step logging with a training-only clock, NaN guard, profiling, quick eval
+  early_stopping.py   stop on an eval metric's plateau (patience in global steps)
+  preemption.py       SIGTERM -> checkpoint and exit within the grace period
+  run_record.py       model_dir/run_records.jsonl: what each start ran, where, on which data
+  input_diagnosis.py  --diagnose_input: is the run input-bound?
+
+Entry point: `estimator_app/runner.py` composes these; nothing here builds an Estimator.
+"""

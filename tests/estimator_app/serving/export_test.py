@@ -1,0 +1,338 @@
+"""Exports of real (tiny) trained models: signatures, versions, parity, kills and exporters."""
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.serving import export
+from estimator_app.serving import validation as serving_validation
+from estimator_app.serving import warmup
+from estimator_app.training import early_stopping
+from input_fns import errors
+from model_fns import registry
+from tests.testing import serving as testlib
+
+_NO_VALIDATION = export.ExportOptions(model_name="digits", validate_examples=0)
+
+
+def _parity_models():
+  return [(n, n) for n in ("dnn", "lenet5", "rnn") if n in registry.names()]
+
+
+class ExportTest(parameterized.TestCase, tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # Read-only fixture shared by the tests: the dataset and one trained dnn checkpoint.
+    cls._root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    cls.m = testlib.write_digits(os.path.join(cls._root, "data"))
+    cls.model = testlib.serving_model("dnn", cls.m)
+    cls.estimator, cls.ckpt = testlib.train(cls.model, cls.m, os.path.join(cls._root, "dnn"))
+    cls.examples = export.read_examples(cls.m, "eval", 32)
+
+  def _base(self):
+    return os.path.join(self.create_tempdir().full_path, "digits")
+
+  def test_saved_model_cli_lists_three_signatures_with_dtypes_and_shapes(self):
+    result = export.export_version(self._base(), self.model, self.ckpt, self.examples, _NO_VALIDATION)
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run([cli, "show", "--all", "--dir", result.export_dir], check=True,
+                         capture_output=True, text=True, env=testlib.child_env()).stdout
+    blocks = {b.split("']", 1)[0]: b for b in out.split("signature_def['")[1:]}
+    self.assertCountEqual(blocks, ["serving_default", "classification", "predict_examples"])
+
+    def io(block):
+      found = {}
+      for kind, key, dtype, shape in re.findall(
+          r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([-\d, ]*\))", block):
+        found[(kind, key)] = (dtype, shape)
+      return found
+
+    self.assertEqual(io(blocks["serving_default"]), {
+        ("inputs", "image"): ("DT_UINT8", "(-1, 8, 8, 1)"),
+        ("outputs", "class_ids"): ("DT_INT64", "(-1)"),
+        ("outputs", "probabilities"): ("DT_FLOAT", "(-1, 10)"),
+        ("outputs", "logits"): ("DT_FLOAT", "(-1, 10)")})
+    self.assertEqual(io(blocks["classification"]), {
+        ("inputs", "inputs"): ("DT_STRING", "(-1)"),
+        ("outputs", "classes"): ("DT_STRING", "(-1, 10)"),
+        ("outputs", "scores"): ("DT_FLOAT", "(-1, 10)")})
+    self.assertIn("Method name is: tensorflow/serving/classify", blocks["classification"])
+    examples_io = io(blocks["predict_examples"])
+    self.assertEqual(examples_io[("inputs", "examples")], ("DT_STRING", "(-1)"))
+    for key in ("class_ids", "probabilities", "logits"):
+      self.assertEqual(examples_io[("outputs", key)], io(blocks["serving_default"])[("outputs", key)])
+    self.assertIn("Method name is: tensorflow/serving/predict", blocks["predict_examples"])
+
+  def test_tf2_loader_serves_the_raw_signature(self):
+    result = export.export_version(self._base(), self.model, self.ckpt, self.examples, _NO_VALIDATION)
+    loaded = tf.saved_model.load(result.export_dir)
+    self.assertCountEqual(loaded.signatures, export.SIGNATURES)
+    raw = warmup.parse_features(self.m.spec, warmup.strip_labels(self.examples[:5]))
+    out = loaded.signatures["serving_default"](image=tf.constant(raw["image"]))
+    by_examples = loaded.signatures["predict_examples"](
+        examples=tf.constant(warmup.strip_labels(self.examples[:5])))
+    self.assertAllClose(out["probabilities"], by_examples["probabilities"], atol=1e-6)
+    self.assertEqual(out["probabilities"].shape, (5, 10))
+
+  def test_versions_are_increasing_complete_directories(self):
+    base = self._base()
+    first = export.export_version(base, self.model, self.ckpt, self.examples, _NO_VALIDATION)
+    second = export.export_version(base, self.model, self.ckpt, self.examples, _NO_VALIDATION)
+    self.assertEqual((first.version, second.version), (1, 2))
+    self.assertEqual(sorted(os.listdir(base)), ["1", "2"])  # nothing hidden left behind
+    for v in ("1", "2"):
+      self.assertCountEqual(os.listdir(os.path.join(base, v)),
+                            ["saved_model.pb", "variables", "assets.extra"])
+      self.assertCountEqual(os.listdir(os.path.join(base, v, "assets.extra")),
+                            [warmup.FILENAME, export.METADATA_FILE])
+    meta = export.read_metadata(second.export_dir)
+    self.assertEqual(meta["model"], "dnn")
+    self.assertEqual(meta["preprocessing"], ["scale"])
+    self.assertEqual(meta["global_step"], 30)
+    self.assertEqual(meta["checkpoint"], self.ckpt)
+    self.assertEqual(meta["hparams"]["hidden_units"], [16])
+    # Deleting old versions never lets a number be reused.
+    self.assertEqual(export.garbage_collect(base, keep=1), [1])
+    self.assertEqual(export.list_versions(base), [2])
+    third = export.export_version(base, self.model, self.ckpt, self.examples, _NO_VALIDATION)
+    self.assertEqual(third.version, 3)
+    self.assertEqual(sorted(os.listdir(base)), ["2", "3"])
+
+  def test_garbage_collect_caps_versions_and_rejected_exports(self):
+    base = self._base()
+    for name in ("1", "2", "3", ".rejected-4", ".rejected-5"):
+      os.makedirs(os.path.join(base, name))
+      with open(os.path.join(base, name + ".validation.json"), "w") as f:
+        f.write("{}")
+    self.assertEqual(export.garbage_collect(base, keep=2), [1])
+    self.assertCountEqual(os.listdir(base), ["2", "2.validation.json", "3", "3.validation.json",
+                                             ".rejected-4", ".rejected-4.validation.json",
+                                             ".rejected-5", ".rejected-5.validation.json"])
+    export.garbage_collect(base, keep=1)
+    self.assertCountEqual(os.listdir(base), ["3", "3.validation.json", ".rejected-5",
+                                             ".rejected-5.validation.json"])
+    with self.assertRaisesRegex(export.ExportError, "keep must be >= 1"):
+      export.garbage_collect(base, keep=0)
+
+  @parameterized.named_parameters(*_parity_models())
+  def test_parity_with_estimator_predict(self, name):
+    if name == "dnn":
+      model, ckpt = self.model, self.ckpt
+    else:
+      model = testlib.serving_model(name, self.m)
+      _, ckpt = testlib.train(model, self.m, self.create_tempdir().full_path, steps=20)
+    base = self._base()
+    result = export.export_version(base, model, ckpt, self.examples,
+                                   export.ExportOptions(model_name="digits", validate_examples=24))
+    report = result.validation
+    self.assertTrue(report["passed"], report.get("problems") or report.get("error"))
+    self.assertEqual(report["num_examples"], 24)
+    self.assertEqual(report["tolerance"], {"atol": 1e-5, "rtol": 0.0, "precision": "float32"})
+    self.assertCountEqual(report["signatures"], export.SIGNATURES)
+    for sig in report["signatures"].values():
+      self.assertLessEqual(max(sig["max_abs_diff"].values()), 1e-5)
+      self.assertEqual(sig["class_mismatches"], 0)
+    self.assertLen(report["warmup"], 3)
+    with open(os.path.join(base, "1.validation.json")) as f:
+      self.assertEqual(json.load(f)["passed"], True)
+
+  def test_float16_xla_run_exports_with_its_training_estimator_and_passes_validation(self):
+    # Issue 13, item 2: with --xla --precision=float16 the exporters' parity reference was the
+    # training Estimator's predict() under its XLA session config, the export ran without XLA,
+    # and the final export was rejected (max |probabilities - estimator| = 0.000308 > 1e-05 here).
+    # XLA clusters CPU graphs only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit, which TensorFlow
+    # reads at process start: hence a child process.
+    model_dir = self.create_tempdir().full_path
+    base = os.path.join(model_dir, "export", "final")
+    code = textwrap.dedent(f"""
+        from estimator_app.training import distribution
+        from estimator_app.serving import export
+        from input_fns import manifest
+        from tests.testing import serving as testlib
+        m = manifest.read({self.m.directory!r})
+        model = testlib.serving_model("dnn", m, precision="float16")
+        estimator, ckpt = testlib.train(model, m, {model_dir!r}, steps=20,
+                                        **distribution.run_config_kwargs(
+                                            distribution.DistributionConfig(xla=True)))
+        exporter = export.FinalExporter(model, export.read_examples(m, "eval", 32))
+        exporter.export(estimator, {base!r}, ckpt, {{}}, is_the_final_export=True)
+        """)
+    env = dict(testlib.child_env(), TF_XLA_FLAGS="--tf_xla_cpu_global_jit", TF_CPP_MIN_LOG_LEVEL="0")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    self.assertIn("Compiled cluster using XLA", proc.stderr)  # the run really trained under XLA
+    self.assertEqual(export.list_versions(base), [1])
+    with open(os.path.join(base, "1.validation.json")) as f:
+      report = json.load(f)
+    self.assertTrue(report["passed"], report["problems"])
+    self.assertEqual(report["tolerance"]["precision"], "float16")
+    # The reference ran as serving runs the export (no XLA, same precision, the CPU): the same
+    # float16 numbers, far inside even the float32 tolerance.
+    for sig in report["signatures"].values():
+      self.assertLessEqual(max(sig["max_abs_diff"].values()), 1e-5)
+
+  def test_wrong_preprocessing_fails_validation_and_is_never_visible(self):
+    base = self._base()
+    unscaled = export.ServingModel(self.model.model_def, self.model.hparams, self.m.spec, (),
+                                   self.model.train_cfg)
+    with self.assertRaisesRegex(serving_validation.ValidationError,
+                                r"does not match estimator.predict.*probabilities"):
+      export.export_version(base, unscaled, self.ckpt, self.examples,
+                            export.ExportOptions(validate_examples=16), reference=self.model)
+    self.assertEqual(export.list_versions(base), [])
+    self.assertCountEqual(os.listdir(base), [".rejected-1", ".rejected-1.validation.json"])
+    with open(os.path.join(base, ".rejected-1.validation.json")) as f:
+      report = json.load(f)
+    self.assertFalse(report["passed"])
+    self.assertEqual(report["reference_preprocessing"], ["scale"])
+    self.assertGreater(report["signatures"]["serving_default"]["max_abs_diff"]["probabilities"], 1e-3)
+    # The rejected number is used up; the next good export is version 2.
+    self.assertEqual(export.export_version(base, self.model, self.ckpt, self.examples,
+                                           _NO_VALIDATION).version, 2)
+
+  def test_a_bad_tolerance_is_refused_before_anything_is_written(self):
+    base = self._base()
+    with self.assertRaisesRegex(serving_validation.ValidationError, "must not be negative"):
+      export.export_version(base, self.model, self.ckpt, self.examples,
+                            export.ExportOptions(validate_examples=4, tolerance=-1e-5))
+    self.assertFalse(os.path.exists(base))
+
+  def test_killed_export_leaves_no_visible_version(self):
+    base = self._base()
+    code = textwrap.dedent(f"""
+        from estimator_app.serving import export
+        from tests.testing import serving as testlib
+        from input_fns import manifest
+        m = manifest.read({self.m.directory!r})
+        export.export_version({base!r}, testlib.serving_model("dnn", m), {self.ckpt!r},
+                              export.read_examples(m, "eval", 16),
+                              export.ExportOptions(validate_examples=16))
+        """)
+    child = subprocess.Popen([sys.executable, "-c", code], env=testlib.child_env(),
+                             start_new_session=True, stderr=subprocess.PIPE)
+    staged = None
+    deadline = time.time() + 120
+    while staged is None and time.time() < deadline and child.poll() is None:
+      for name in os.listdir(base) if os.path.isdir(base) else []:
+        if name.startswith(".tmp-") and os.path.exists(os.path.join(base, name, "saved_model.pb")):
+          staged = name
+      time.sleep(0.02)
+    self.assertIsNotNone(staged, f"the export never reached its temporary directory "
+                                 f"(exit {child.poll()}): {child.stderr.read() if child.poll() is not None else ''}")
+    os.killpg(child.pid, signal.SIGKILL)  # the child and its validation process, mid-export
+    child.wait()
+    child.stderr.close()
+    self.assertEqual(child.returncode, -signal.SIGKILL)
+    self.assertEqual(export.list_versions(base), [])
+    self.assertEqual([n for n in os.listdir(base) if not n.startswith(".")], [])
+    result = export.export_version(base, self.model, self.ckpt, self.examples, _NO_VALIDATION)
+    self.assertEqual(result.version, 1)
+    self.assertEqual(os.listdir(base), ["1"])  # the killed export's leftovers are gone
+
+  def test_exporters_in_train_and_evaluate(self):
+    model_dir = self.create_tempdir().full_path
+    est = tf.estimator.Estimator(self.model.model_fn(), model_dir=model_dir, config=tf.estimator.RunConfig(
+        tf_random_seed=1, save_checkpoints_steps=10))
+    cfg = export.ExportersConfig(
+        keep_latest=2, keep_best=2, keep_final=1,
+        options=export.ExportOptions(model_name="digits", warmup_examples=2, validate_examples=0))
+    exporters = export.make_exporters(self.model, self.examples, cfg)
+    self.assertEqual([e.name for e in exporters], ["latest", "best", "final"])
+    train_in = testlib.dataset.make_input_fn(self.m, "train", testlib.dataset.InputConfig(
+        batch_size=32, seed=1), training=True)
+    tf.estimator.train_and_evaluate(
+        est, tf.estimator.TrainSpec(train_in, max_steps=30),
+        tf.estimator.EvalSpec(testlib.eval_input_fn(self.m, self.model), steps=None,
+                              throttle_secs=0, start_delay_secs=0, exporters=exporters))
+    root = os.path.join(model_dir, "export")
+    latest = export.list_versions(os.path.join(root, "latest"))
+    self.assertLen(latest, 2)
+    self.assertGreaterEqual(latest[-1], 3)  # one export per evaluation, oldest deleted
+    self.assertEqual(export.read_metadata(os.path.join(root, "latest", str(latest[-1])))["global_step"], 30)
+    final = export.list_versions(os.path.join(root, "final"))
+    self.assertEqual(final, [1])
+    final_meta = export.read_metadata(os.path.join(root, "final", "1"))
+    self.assertEqual((final_meta["global_step"], final_meta["exporter"]), (30, "final"))
+    best = export.list_versions(os.path.join(root, "best"))
+    self.assertBetween(len(best), 1, 2)
+    accuracies = [export.read_metadata(os.path.join(root, "best", str(v)))["eval_metrics"]["accuracy"]
+                  for v in best]
+    self.assertEqual(accuracies, sorted(accuracies))
+    self.assertLen(set(accuracies), len(accuracies))  # each best export beat the earlier ones
+
+  def test_best_exporter_resumes_from_exported_metadata(self):
+    base = self._base()
+    exporter = export.BestExporter(self.model, self.examples, _NO_VALIDATION, keep=2)
+    export_path = exporter.export(self.estimator, base, self.ckpt, {"accuracy": 0.5}, False)
+    self.assertEqual(export_path, os.path.join(base, "1"))
+    again = export.BestExporter(self.model, self.examples, _NO_VALIDATION, keep=2)
+    self.assertIsNone(again.export(self.estimator, base, self.ckpt, {"accuracy": 0.5}, False))
+    self.assertIsNotNone(again.export(self.estimator, base, self.ckpt, {"accuracy": 0.6}, False))
+    lower = export.BestExporter(self.model, self.examples, _NO_VALIDATION, metric="loss",
+                                higher_is_better=False)
+    with self.assertRaisesRegex(export.ExportError, r"metric 'loss' is not in the evaluation"):
+      lower.export(self.estimator, base, self.ckpt, {"accuracy": 0.7}, False)
+
+  def test_resolve_checkpoint(self):
+    model_dir = self.create_tempdir().full_path
+    est = tf.estimator.Estimator(self.model.model_fn(), model_dir=model_dir, config=tf.estimator.RunConfig(
+        tf_random_seed=1, save_checkpoints_steps=10, keep_checkpoint_max=10))
+    train_in = testlib.dataset.make_input_fn(self.m, "train", testlib.dataset.InputConfig(
+        batch_size=32, seed=1), training=True)
+    tf.estimator.train_and_evaluate(
+        est, tf.estimator.TrainSpec(train_in, max_steps=20),
+        tf.estimator.EvalSpec(testlib.eval_input_fn(self.m, self.model), steps=None,
+                              throttle_secs=0, start_delay_secs=0))
+    # No model_dir/best here: "best" falls back to the evaluations of the kept checkpoints.
+    self.assertEqual(checkpoints.resolve(model_dir, "latest"), tf.train.latest_checkpoint(model_dir))
+    scores = {step: m["loss"] for step, m in
+              early_stopping.read_eval_metrics(os.path.join(model_dir, "eval")).items()}
+    self.assertGreaterEqual(len(scores), 2)
+    best_loss_step = min(scores, key=scores.get)
+    self.assertEqual(checkpoints.resolve(model_dir, "best", "loss", higher_is_better=False),
+                     os.path.join(model_dir, f"model.ckpt-{best_loss_step}"))
+    prefix = os.path.join(model_dir, "model.ckpt-10")
+    self.assertEqual(checkpoints.resolve(model_dir, prefix), prefix)
+    with self.assertRaisesRegex(errors.UserInputError, r"model.ckpt-7 does not exist"):
+      checkpoints.resolve(model_dir, os.path.join(model_dir, "model.ckpt-7"))
+    with self.assertRaisesRegex(errors.UserInputError, r"holds no checkpoint"):
+      checkpoints.resolve(self.create_tempdir().full_path, "best")
+    with self.assertRaisesRegex(errors.UserInputError, r"no evaluation of 'auc'"):
+      checkpoints.resolve(model_dir, "best", "auc")
+
+  def test_checkpoint_of_another_model_is_a_user_error(self):
+    other = testlib.serving_model("dnn", self.m)
+    wider = dataclasses.replace(other, hparams=dataclasses.replace(other.hparams, hidden_units=(32,)))
+    with self.assertRaisesRegex(export.ExportError, r"does not match model 'dnn'"):
+      export.export_version(self._base(), wider, self.ckpt, self.examples, _NO_VALIDATION)
+    with self.assertRaisesRegex(export.ExportError, r"not found"):
+      export.export_version(self._base(), self.model, self.ckpt + "-nope", self.examples,
+                            _NO_VALIDATION)
+
+  def test_read_examples_takes_the_first_n_in_file_order(self):
+    got = export.read_examples(self.m, "eval", 5)
+    self.assertLen(got, 5)
+    first = next(iter(tf.compat.v1.io.tf_record_iterator(self.m.files("eval")[0])))
+    self.assertEqual(got[0], first)
+    self.assertLen(export.read_examples(self.m, "eval", 10**6), self.m.count("eval"))
+    self.assertTrue(np.all([len(r) > 0 for r in got]))
+
+
+if __name__ == "__main__":
+  tf.test.main()

@@ -1,0 +1,51 @@
+"""diagnose_input on a tiny in-memory input_fn and the dnn model_fn: rates, verdict, TensorBoard
+output."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from estimator_app.benchmarks import train_suite
+from estimator_app.training import input_diagnosis as diagnose
+
+
+def _input_fn():
+  rng = np.random.default_rng(0)
+  x = rng.random((200, 28, 28, 1), dtype=np.float32)
+  y = rng.integers(0, 10, 200).astype(np.int64)
+  return tf.data.Dataset.from_tensor_slices(({"image": x}, y)).repeat().batch(20)
+
+
+class DiagnoseTest(tf.test.TestCase):
+
+  def test_measures_logs_and_writes_tensorboard_files(self):
+    log_dir = self.create_tempdir().full_path
+    result = diagnose.diagnose_input(_input_fn, train_suite.project_model_fn("dnn"),
+                                     seconds=0.5, log_dir=log_dir)
+    self.assertGreater(result.input_examples_per_sec, 0)
+    self.assertGreater(result.model_examples_per_sec, 0)
+    self.assertAlmostEqual(result.headroom,
+                           result.input_examples_per_sec / result.model_examples_per_sec)
+    self.assertGreater(result.trained_examples_per_sec, 0)
+    self.assertAlmostEqual(result.loss,
+                           1 - result.trained_examples_per_sec / result.model_examples_per_sec)
+    self.assertEqual(result.input_bound, result.headroom < diagnose.HEADROOM
+                     or result.loss > diagnose.MAX_LOSS)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(log_dir) for f in fs]
+    self.assertTrue(any("tfevents" in f for f in files), files)
+    self.assertTrue(any(f.endswith(".xplane.pb") for f in files), files)  # the profile
+
+  def test_advice(self):
+    self.assertIn("INPUT-BOUND", diagnose.advise(1000.0, 2000.0))
+    self.assertIn("--cache", diagnose.advise(1000.0, 2000.0))
+    self.assertIn("NOT input-bound", diagnose.advise(5000.0, 2000.0))
+    self.assertIn("NOT input-bound", diagnose.advise(5000.0, 2000.0, 1900.0))
+    # Ample rate, but training from the input loses 25%: the shared-CPU case.
+    verdict = diagnose.advise(5000.0, 2000.0, 1500.0)
+    self.assertIn("INPUT-BOUND", verdict)
+    self.assertIn("losing 25% of the in-memory speed", verdict)
+
+
+if __name__ == "__main__":
+  tf.test.main()
