@@ -1,18 +1,23 @@
-"""The one model_fn builder shared by every model: loss, optimizer, metrics, EstimatorSpecs.
+"""The one model_fn builder shared by every model: the model, its head and its train op.
 
 `build_model_fn(model_def, hparams, spec, train_cfg)` wraps a model's
-`build_logits(features, spec, hparams, training) -> logits [B, C]` into an Estimator model_fn:
+`build_logits(features, spec, hparams, training) -> logits [B, C]` into an Estimator model_fn.
+It composes three parts:
 
-  PREDICT  predictions class_ids (int64 [B]), probabilities (float32 [B, C]), logits (float32
-           [B, C]); export outputs "serving_default" and "predict" (PredictOutput of the
-           predictions) and "classification" (ClassificationOutput: scores = probabilities,
-           classes = the label names, string [B, C]).
-  EVAL     loss and the metrics of model_fns/metrics.py.
-  TRAIN    loss = cross-entropy (optionally label-smoothed) + L1/L2 on the weights + any losses
-           the model put in the REGULARIZATION_LOSSES collection; an optimizer by name with a
-           learning-rate schedule, optional clipping by global norm, the model's state updates
-           (batch-norm moving averages) run with every step; the summaries of
-           model_fns/summaries.py.
+  model_fns/head.py        the per-task math of every mode: predictions, loss, eval metrics,
+                           export outputs (PREDICT and EVAL specs come from the head as they are).
+  this module              TrainConfig; building the model (mixed precision, its variables, its
+                           state updates); the train op: an optimizer by name with a
+                           learning-rate schedule, optional clipping by global norm, the model's
+                           state updates (batch-norm moving averages) run with every step; the
+                           training summaries of model_fns/summaries.py.
+  model_fns/multi_step.py  steps_per_run K: K such steps chained in one session.run, on K
+                           stacked batches (`stacked_input_fn`).
+
+Entry points: `build_model_fn`, `TrainConfig` (and `TrainConfigError`), `PRECISIONS`,
+`state_updates`. Callers import `stack_batches`, `stacked_input_fn` (model_fns/multi_step.py)
+and `PREDICT_KEYS`, `SERVING_DEFAULT`, `PREDICT_OUTPUT`, `CLASSIFICATION_OUTPUT`
+(model_fns/head.py) from here too, as before the split.
 
 Mixed precision: with precision "float16" or "bfloat16" the model is built under the matching
 Keras mixed policy (variables float32, computation 16-bit), so models must build their layers
@@ -30,22 +35,26 @@ import contextlib
 import dataclasses
 import json
 import random
-import re
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
 
 from input_fns import errors
 from input_fns import feature_spec as fs
+from model_fns import head as head_lib
 from model_fns import metrics as metrics_lib
+from model_fns import multi_step
 from model_fns import optimization
 from model_fns import summaries
 
-PREDICT_KEYS = ("class_ids", "probabilities", "logits")
-SERVING_DEFAULT = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
-PREDICT_OUTPUT = "predict"
-CLASSIFICATION_OUTPUT = "classification"
+# Names other packages import from this module since before head.py and multi_step.py held them.
+PREDICT_KEYS = head_lib.PREDICT_KEYS
+SERVING_DEFAULT = head_lib.SERVING_DEFAULT
+PREDICT_OUTPUT = head_lib.PREDICT_OUTPUT
+CLASSIFICATION_OUTPUT = head_lib.CLASSIFICATION_OUTPUT
+stack_batches = multi_step.stack_batches
+stacked_input_fn = multi_step.stacked_input_fn
 
 PRECISIONS = ("float32", "float16", "bfloat16")
 _KERAS_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -231,124 +240,16 @@ def _trainable(variables: Sequence[tf.Variable]) -> List[tf.Variable]:
   return [v for v in variables if v.op.name in names]
 
 
-def _export_outputs(predictions, label_names: Sequence[str]):
-  batch = tf.shape(predictions["probabilities"])[0]
-  classes = tf.tile(tf.constant([list(label_names)], tf.string), [batch, 1])
-  return {
-      SERVING_DEFAULT: tf.estimator.export.PredictOutput(predictions),
-      PREDICT_OUTPUT: tf.estimator.export.PredictOutput(predictions),
-      CLASSIFICATION_OUTPUT: tf.estimator.export.ClassificationOutput(
-          scores=predictions["probabilities"], classes=classes),
-  }
-
-
-def _checked_labels(labels, num_classes: int) -> tf.Tensor:
-  if labels is None:
-    raise ValueError("TRAIN and EVAL need labels; the input_fn returned none")
-  labels = tf.cast(tf.reshape(labels, [-1]), tf.int64)
-  # A label outside [0, C) would silently become an all-zero one-hot target.
-  with tf.control_dependencies([
-      tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
-      tf.debugging.assert_less(labels, tf.constant(num_classes, tf.int64),
-                               message=f"labels must be < num_classes={num_classes}")]):
-    return tf.identity(labels)
-
-
-class _SharedVariables:
-  """A variable creator under which later builds of a model reuse the first build's variables.
-
-  tf.keras layers create new variables every time a model's build_logits runs; steps_per_run
-  builds the model once per step. Under this creator the first build creates (and records)
-  its variables, and every later build gets the recorded ones back in creation order, so all
-  builds share one set of weights with the first build's names: checkpoints stay exactly those
-  of a one-step graph.
-  """
-
-  def __init__(self):
-    self.variables: List[tf.Variable] = []
-    self._next = None  # None while the first build records
-
-  @property
-  def replaying(self) -> bool:
-    return self._next is not None
-
-  def replay(self) -> None:
-    """Later builds get the recorded variables, starting again from the first."""
-    self._next = 0
-
-  def __call__(self, next_creator, **kwargs):
-    if self._next is None:
-      variable = next_creator(**kwargs)
-      self.variables.append(variable)
-      return variable
-    name = str(kwargs.get("name") or "").rsplit("/", 1)[-1]
-    if self._next >= len(self.variables):
-      raise ValueError(f"a later build of the model created more variables than the first "
-                       f"(an extra {name!r}); build_logits must build the same layers each call")
-    variable = self.variables[self._next]
-    # (Under a MirroredStrategy a replica's variables are named <name>/replica_<i>.)
-    recorded = re.sub(r"/replica_\d+$", "", variable.op.name).rsplit("/", 1)[-1]
-    if name and recorded != name:
-      raise ValueError(f"a later build of the model created {name!r} where the first created "
-                       f"{variable.op.name!r}; build_logits must build the same layers each call")
-    self._next += 1
-    return variable
-
-
-def stack_batches(dataset: tf.data.Dataset, steps_per_run: int,
-                  replicas: int = 1) -> tf.data.Dataset:
-  """The training dataset for steps_per_run K: each element is K batches, [K, B, ...].
-
-  Args:
-    dataset: one (features, labels) batch per element.
-    steps_per_run: K.
-    replicas: replicas this input pipeline feeds (input_context.num_replicas_in_sync /
-      num_input_pipelines). A distribution strategy deals consecutive elements of a pipeline
-      to its replicas in turn (step t of a one-step run: replica r gets batch t * R + r), so
-      the K batches of replica r are taken in the same turn: r, r + R, ..., and a K-step run
-      trains on exactly the batches K one-step runs would.
-
-  With K > 1 every batch must have the same size (the training input_fn repeats forever, so
-  only a finite dataset loses its last < K * replicas batches).
-  """
-  if steps_per_run == 1:
-    return dataset
-  if replicas == 1:
-    return dataset.batch(steps_per_run, drop_remainder=True).prefetch(1)
-
-  def per_replica(t):  # [K * R, B, ...] in dealing order -> [R, K, B, ...]
-    split = tf.reshape(t, tf.concat([[steps_per_run, replicas], tf.shape(t)[1:]], 0))
-    out = tf.transpose(split, [1, 0] + list(range(2, t.shape.rank + 1)))
-    out.set_shape([replicas, steps_per_run] + t.shape[1:].as_list())
-    return out
-
-  grouped = dataset.batch(steps_per_run * replicas, drop_remainder=True)
-  return grouped.map(lambda *e: tf.nest.map_structure(per_replica, e)).unbatch().prefetch(1)
-
-
-def stacked_input_fn(input_fn: Callable[..., tf.data.Dataset], steps_per_run: int):
-  """A training input_fn(input_context=None) for steps_per_run K: `input_fn`'s batches, K
-  per element (stack_batches, dealt to this pipeline's replicas as one-step runs would be)."""
-  if steps_per_run == 1:
-    return input_fn
-
-  def stacked(input_context=None):
-    replicas = 1
-    if input_context is not None:
-      replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
-    return stack_batches(input_fn(input_context), steps_per_run, replicas)
-  return stacked
-
-
-def _step_slice(features, labels, i: int, steps_per_run: int):
-  """Batch i of K stacked training batches."""
-  def take(name, t):
-    if not isinstance(t, tf.Tensor) or t.shape.rank is None or t.shape.rank < 1:
-      raise ValueError(f"steps_per_run={steps_per_run} needs dense stacked batches [K, B, ...] "
-                       f"from the training input_fn (model_fn.stack_batches); {name!r} is {t!r}")
-    return t[i]
-  return ({k: take(k, v) for k, v in features.items()},
-          None if labels is None else take("labels", labels))
+class _TrainStep(NamedTuple):
+  """What the training summaries and the TRAIN spec need of one training step."""
+  batch: Any  # the step's features
+  labels: tf.Tensor
+  logits: tf.Tensor
+  model_variables: List[tf.Variable]
+  loss: tf.Tensor
+  cross_entropy: tf.Tensor
+  regularization: tf.Tensor
+  grad_norm: Optional[tf.Tensor]
 
 
 def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainConfig):
@@ -367,14 +268,16 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
 
   Raises (from model_fn, when it builds a graph):
     ValueError: the model's logits are not [batch, num_classes]; TRAIN or EVAL without labels;
-      a loss that depends on no trainable variable. These are model or input_fn bugs, not user
-      input errors.
+      a loss that depends on no trainable variable; with steps_per_run > 1, unstacked TRAIN
+      inputs or a model whose later builds make other variables than its first (see
+      multi_step.chain_steps). These are model or input_fn bugs, not user input errors.
   """
   num_classes = spec.num_classes
-  k = metrics_lib.top_k(train_cfg.top_k, num_classes)
+  head = head_lib.ClassificationHead(spec.label_names, label_smoothing=train_cfg.label_smoothing,
+                                     l1=train_cfg.l1, l2=train_cfg.l2, top_k=train_cfg.top_k)
   first_build = [True]
 
-  def build(features, training: bool, shared: Optional[_SharedVariables] = None):
+  def build(features, training: bool, shared: Optional[multi_step.SharedVariables] = None):
     """Builds the model once: (float32 logits, the ops it made, its variables, the losses it
     added to REGULARIZATION_LOSSES)."""
     graph = tf.compat.v1.get_default_graph()
@@ -402,69 +305,43 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
     model_losses = graph.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES)
     return tf.cast(logits, tf.float32), model_ops, model_variables, model_losses[losses_before:]
 
-  def losses(labels, logits, model_variables, model_losses):
-    """(total loss, cross-entropy, regularization) of one batch."""
-    with tf.name_scope("losses"):  # not "loss": see summaries.py
-      targets = tf.one_hot(labels, num_classes, dtype=tf.float32)
-      if train_cfg.label_smoothing:
-        targets = targets * (1.0 - train_cfg.label_smoothing) + train_cfg.label_smoothing / num_classes
-      cross_entropy = tf.reduce_mean(
-          tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
-      regularization = optimization.regularization_loss(
-          _trainable(model_variables), train_cfg.l1, train_cfg.l2)
-      if model_losses:  # this build's own (with steps_per_run, not the other steps')
-        regularization += tf.add_n([tf.cast(x, tf.float32) for x in model_losses])
-      loss = tf.identity(cross_entropy + regularization, name="total")
-    return loss, cross_entropy, regularization
-
-  def predictions_of(logits):
-    return {"class_ids": tf.argmax(logits, axis=-1), "probabilities": tf.nn.softmax(logits),
-            "logits": logits}
-
   def train_spec(features, labels):
     """K = steps_per_run optimizer steps, each on its own batch, one after the other."""
-    steps = train_cfg.steps_per_run
     graph = tf.compat.v1.get_default_graph()
     global_step = tf.compat.v1.train.get_or_create_global_step()
     step_lr = {}  # the learning rate of the step being built; the optimizer reads it
     optimizer = _optimizer(train_cfg, lambda: step_lr["now"])
-    shared = _SharedVariables() if steps > 1 else None
-    train_op = None
-    for i in range(steps):
-      after_previous = tf.control_dependencies([train_op] if train_op is not None else [])
-      # Step 0 builds at the top level, so variables and optimizer slots get the names a
-      # one-step graph gives them; later steps only add ops.
-      scope = tf.name_scope(f"step_{i}") if i else contextlib.nullcontext()
-      with after_previous, scope:
-        batch, batch_labels = ((features, labels) if steps == 1 else
-                               _step_slice(features, labels, i, steps))
-        logits, model_ops, model_variables, model_losses = build(batch, True, shared)
-        if shared is not None:
-          shared.replay()
-        batch_labels = _checked_labels(batch_labels, num_classes)
-        loss, cross_entropy, regularization = losses(batch_labels, logits, model_variables,
-                                                     model_losses)
-        # Read after the previous step's global step + 1: each step has its own rate.
-        step_lr["now"] = _learning_rate(train_cfg, global_step)
-        train_op, grad_norm = _train_step(loss, optimizer, train_cfg, global_step,
-                                          state_updates(graph, model_ops, model_variables))
-    predictions = predictions_of(logits)
+
+    def train_step(batch, batch_labels, shared):
+      logits, model_ops, model_variables, model_losses = build(batch, True, shared)
+      batch_labels = head.checked_labels(batch_labels)
+      loss, cross_entropy, regularization = head.loss(
+          batch_labels, logits, _trainable(model_variables), model_losses)
+      # Read after the previous step's global step + 1: each step has its own rate.
+      step_lr["now"] = _learning_rate(train_cfg, global_step)
+      train_op, grad_norm = _train_step(loss, optimizer, train_cfg, global_step,
+                                        state_updates(graph, model_ops, model_variables))
+      return train_op, _TrainStep(batch, batch_labels, logits, model_variables, loss,
+                                  cross_entropy, regularization, grad_norm)
+
+    train_op, last = multi_step.chain_steps(features, labels, train_cfg.steps_per_run,
+                                            train_step)
+    predictions = head.predictions(last.logits)
     scalars = {
         "learning_rate": step_lr["now"],
-        "losses/cross_entropy": cross_entropy,
-        "losses/regularization": regularization,
-        metrics_lib.ACCURACY: metrics_lib.batch_accuracy(batch_labels, predictions["class_ids"]),
+        "losses/cross_entropy": last.cross_entropy,
+        "losses/regularization": last.regularization,
+        metrics_lib.ACCURACY: metrics_lib.batch_accuracy(last.labels, predictions["class_ids"]),
     }
-    if grad_norm is not None:
-      scalars["gradient_global_norm"] = grad_norm
+    if last.grad_norm is not None:
+      scalars["gradient_global_norm"] = last.grad_norm
     if hasattr(optimizer, "loss_scale"):
       scalars["loss_scale"] = optimizer.loss_scale()
     summaries.scalars(scalars)
-    summaries.input_images(batch, spec, train_cfg.summary_images)
+    summaries.input_images(last.batch, spec, train_cfg.summary_images)
     if train_cfg.weight_histograms:
-      summaries.weight_histograms(_trainable(model_variables))
-    return tf.estimator.EstimatorSpec(tf.estimator.ModeKeys.TRAIN, loss=loss, train_op=train_op,
-                                      predictions=predictions)
+      summaries.weight_histograms(_trainable(last.model_variables))
+    return head.train_spec(last.loss, train_op, predictions)
 
   def model_fn(features, labels, mode, config=None):
     with _seeded_python_random(None if config is None else config.tf_random_seed):
@@ -474,18 +351,9 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
     if mode == tf.estimator.ModeKeys.TRAIN:
       return train_spec(features, labels)
     logits, _, model_variables, model_losses = build(features, False)
-    predictions = predictions_of(logits)
     if mode == tf.estimator.ModeKeys.PREDICT:
-      return tf.estimator.EstimatorSpec(
-          mode, predictions=predictions,
-          export_outputs=_export_outputs(predictions, spec.label_names))
-    labels = _checked_labels(labels, num_classes)
-    loss, _, _ = losses(labels, logits, model_variables, model_losses)
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    return tf.estimator.EstimatorSpec(
-        mode, loss=loss, predictions=predictions,
-        eval_metric_ops=metrics_lib.eval_metric_ops(
-            labels, logits, per_example, spec.label_names, k))
+      return head.predict_spec(logits)
+    return head.eval_spec(logits, labels, _trainable(model_variables), model_losses)
 
   return model_fn
 
