@@ -24,3 +24,8 @@ def redact(text: str) -> str:
 
 class UserInputError(ValueError):
   """Bad input from the user. The message names what is wrong and where (file, flag, record)."""
+
+
+class MetricNotFoundError(UserInputError):
+  """A metric the user named (for early stopping or best-checkpoint retention) is not among the
+  metrics the evaluation wrote."""

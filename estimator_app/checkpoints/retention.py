@@ -51,8 +51,7 @@ _TMP_PREFIX = ".tmp-"
 _STEP_RE = re.compile(r"-(\d+)$")
 
 
-class MetricNotFoundError(errors.UserInputError):
-  """The metric chosen for best-checkpoint retention is not among the evaluation's metrics."""
+MetricNotFoundError = errors.MetricNotFoundError  # one class, raised here too
 
 
 def checkpoint_step(prefix: str) -> Optional[int]:

@@ -28,8 +28,7 @@ from absl import logging
 from input_fns import errors
 
 
-class MetricNotFoundError(errors.UserInputError):
-  """The early-stopping metric is not among the metrics the evaluation wrote."""
+MetricNotFoundError = errors.MetricNotFoundError  # one class, raised here too
 
 
 def read_eval_metrics(eval_dir: str) -> Dict[int, Dict[str, float]]:
