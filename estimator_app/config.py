@@ -29,6 +29,7 @@ from estimator_app.checkpoints import warm_start as warm_start_lib
 from estimator_app.training import distribution as distribution_lib
 from estimator_app.paths import resolve_path  # pylint: disable=unused-import (re-exported)
 from input_fns import errors
+from input_fns import files as files_lib
 from model_fns import hparams as hparams_lib
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
@@ -590,8 +591,5 @@ def save(cfg: ExperimentConfig) -> str:
   """Writes the resolved config to model_dir/config.json atomically; returns its path."""
   path = saved_path(cfg.run.model_dir)
   tf.io.gfile.makedirs(cfg.run.model_dir)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(cfg.to_json() + "\n")
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files_lib.write_atomically(path, cfg.to_json() + "\n")
   return path

@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from estimator_app import config as config_lib
+from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention as checkpoints
 from estimator_app.checkpoints import warm_start as warm_start_lib
 from estimator_app.serving import export
@@ -464,7 +465,7 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   if task is not None:  # a cluster: nothing to return on any task but the chief
     if not task.is_chief:
       latest = tf.train.latest_checkpoint(cfg.run.model_dir)
-      return RunResult(global_step=checkpoints.checkpoint_step(latest) if latest else 0,
+      return RunResult(global_step=checkpoint_info.checkpoint_step(latest) if latest else 0,
                        metrics={}, model_dir=cfg.run.model_dir, exports={})
     # The chief evaluates the final checkpoint itself (the evaluator may be missing or still
     # busy) and is the one task that runs the SavedModel exporters.

@@ -54,6 +54,7 @@ import tensorflow as tf
 
 from input_fns import errors
 from input_fns import feature_spec as fs
+from input_fns import files as files_lib
 from input_fns import fixed_frames
 from input_fns import manifest as manifest_lib
 from input_fns import mixture
@@ -144,10 +145,8 @@ def _save_verify_cache(path: str, entries: Dict[str, Dict]) -> None:
   parent = os.path.dirname(path)
   if parent:
     tf.io.gfile.makedirs(parent)
-  tmp = f"{path}.tmp-{os.getpid()}-{random.getrandbits(32):08x}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
+  with files_lib.atomic_open(path) as f:
     json.dump({"version": 1, "shards": entries}, f, indent=1, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def _stat(path: str) -> Optional[Dict[str, int]]:

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from input_fns import errors
 from input_fns import feature_spec as fs
+from input_fns import files as files_lib
 
 FILENAME = "manifest.json"
 WRITER_VERSION = 2
@@ -164,40 +165,5 @@ def parse(text: str, directory: str) -> Manifest:
 
 
 def write(m: Manifest) -> None:
-  """Writes the manifest atomically (temporary name, then rename)."""
-  if "://" not in m.directory:
-    atomic_write(m.path, m.to_json().encode())
-    return
-  tmp = m.path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(m.to_json())
-  tf.io.gfile.rename(tmp, m.path, overwrite=True)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-  """Writes a local file so that readers see either nothing or all of `data`, durably.
-
-  The bytes go to a hidden temporary name in the same directory, are fsynced, then renamed
-  over `path`; the directory is fsynced so the rename survives a power cut.
-  """
-  directory, name = os.path.split(path)
-  tmp = os.path.join(directory, f".{name}.tmp")
-  try:
-    with open(tmp, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.lexists(tmp):
-      os.remove(tmp)
-    raise
-  fsync_dir(directory)
-
-
-def fsync_dir(directory: str) -> None:
-  fd = os.open(directory or ".", os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
+  """Writes the manifest atomically and durably (input_fns/files.py), local or gs://."""
+  files_lib.write_atomically(m.path, m.to_json())

@@ -58,6 +58,7 @@ from absl import logging
 
 from input_fns import errors
 from input_fns import feature_spec as fs
+from input_fns import files as files_lib
 from input_fns import gcs
 from input_fns import manifest as manifest_lib
 from input_fns import progress as progress_lib
@@ -225,10 +226,10 @@ def _write_shard(job: _Job, task: _Task, encoder: records.ExampleEncoder, result
     writer.abort()
     raise
   shard = manifest_lib.Shard(name=task.name, count=count, bytes=nbytes, sha256=sha256)
-  manifest_lib.atomic_write(_sidecar_path(job.state_dir, task.name), json.dumps(
+  files_lib.write_atomically(_sidecar_path(job.state_dir, task.name), json.dumps(
       {"fingerprint": job.fingerprint, **dataclasses.asdict(shard)}).encode())
   os.replace(tmp, final)
-  manifest_lib.fsync_dir(job.directory)
+  files_lib.fsync_dir(job.directory)
   return shard
 
 
@@ -468,7 +469,7 @@ class _LocalDir:
                                     f"({strays[0]}, ...); choose another --output_dir or "
                                     f"delete them")
     if state is None:
-      manifest_lib.atomic_write(os.path.join(self.state_dir, STATE_FILE), json.dumps(
+      files_lib.write_atomically(os.path.join(self.state_dir, STATE_FILE), json.dumps(
           {"fingerprint": fp, "directory": d, "started": time.time()}).encode())
     return None, candidates
 
@@ -477,7 +478,7 @@ class _LocalDir:
     """The tasks whose shard file exists and matches its sidecar (or the manifest) by size
     and sha256; removes stale temporary files and shard files that do not match."""
     for name in os.listdir(self.state_dir):
-      if name.endswith(".tmp"):
+      if files_lib.is_temporary(name):
         os.remove(os.path.join(self.state_dir, name))
     done = {}
     for t in tasks:
@@ -509,7 +510,7 @@ class _LocalDir:
   def remove_temporaries(self) -> None:
     if os.path.isdir(self.state_dir):
       for name in os.listdir(self.state_dir):
-        if name.endswith(".tmp"):
+        if files_lib.is_temporary(name):
           os.remove(os.path.join(self.state_dir, name))
 
 
@@ -599,7 +600,7 @@ def _write_local(output_dir: str, source: base.Source, options: WriteOptions,
     done = local.complete_shards(tasks, fp, candidates)
     shards = _write_shards(local, source, options, tasks, fp, done, lambda t, s: None, output_dir)
     for name, data in source.assets.values():
-      manifest_lib.atomic_write(os.path.join(output_dir, name), data)
+      files_lib.write_atomically(os.path.join(output_dir, name), data)
     m = _manifest(output_dir, source, options, tasks, shards, fp)
     manifest_lib.write(m)
     finished = True

@@ -17,6 +17,7 @@ from estimator_app import runner
 from estimator_app.analysis import plots
 from estimator_app.checkpoints import retention as checkpoints
 from input_fns import errors
+from input_fns import files as files_lib
 from input_fns import manifest as manifest_lib
 from model_fns import metrics as metrics_lib
 
@@ -88,10 +89,8 @@ def write_report(report: Report, output_dir: str) -> Dict[str, str]:
   """Writes `evaluation.json` and `confusion_matrix.png` into output_dir; returns their paths."""
   tf.io.gfile.makedirs(output_dir)
   paths = {"json": os.path.join(output_dir, "evaluation.json")}
-  tmp = paths["json"] + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
+  with files_lib.atomic_open(paths["json"]) as f:
     json.dump(report.to_json_dict(), f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(tmp, paths["json"], overwrite=True)
   if report.confusion_matrix is not None:
     paths["png"] = plots.confusion_matrix_png(
         report.confusion_matrix, report.label_names, os.path.join(output_dir, "confusion_matrix.png"),

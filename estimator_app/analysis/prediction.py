@@ -17,6 +17,7 @@ from estimator_app import config as config_lib
 from estimator_app import runner
 from input_fns import errors
 from input_fns import feature_spec as fs
+from input_fns import files as files_lib
 from input_fns import manifest as manifest_lib
 from input_fns import preprocessing
 from input_fns.formats import image_dir
@@ -114,24 +115,13 @@ def output_format(path: str, requested: str = "") -> str:
 
 
 def write_rows(rows: Iterable[Dict[str, Any]], path: str, fmt: str) -> int:
-  """Writes rows to `path` (temporary name, then rename); returns how many."""
+  """Writes rows to `path` all or nothing (input_fns/files.py); returns how many.
+
+  A failed run leaves neither a partial output nor a temporary beside it.
+  """
   tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-  tmp = path + ".tmp"
   n = 0
-  try:
-    n = _write_tmp(rows, tmp, fmt)
-  except BaseException:
-    # A failed run must not leave a partial file beside the output.
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
-    raise
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-  return n
-
-
-def _write_tmp(rows: Iterable[Dict[str, Any]], tmp: str, fmt: str) -> int:
-  n = 0
-  with tf.io.gfile.GFile(tmp, "w") as f:
+  with files_lib.atomic_open(path) as f:
     writer = None
     for row in rows:
       if fmt == "jsonl":

@@ -1,6 +1,14 @@
-"""What a checkpoint holds: variables, shapes, dtypes, sizes, global step; and a dir's checkpoints.
+"""How a checkpoint is named and found, and what it holds: variables, shapes, dtypes, sizes, step.
 
-Reads the checkpoint's index only (tf.train.load_checkpoint), so inspecting a large checkpoint
+The one place that turns what a user gave into a checkpoint prefix:
+
+  * `resolve(model_dir, which)`: "latest", "best" (model_dir/best, else the best evaluated
+    checkpoint still in model_dir) or a path; what every script's --checkpoint means;
+  * `checkpoint_prefix(path)`: a checkpoint prefix, one of its files, a directory's latest
+    checkpoint or a SavedModel directory's variables (--warm_start_from, inspect_checkpoint);
+  * `checkpoint_step(prefix)`: the global step in a prefix's name (`model.ckpt-400` -> 400).
+
+Inspecting reads the checkpoint's index only (tf.train.load_checkpoint), so a large checkpoint
 costs no tensor reads, except for string tensors, whose size is only known from their values.
 Works with any tf.train.Saver / Estimator checkpoint (and object-based ones), local or gs://.
 """
@@ -13,8 +21,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from estimator_app.training import early_stopping
 from input_fns import errors
 
+LATEST = "latest"
+BEST = "best"
+BEST_DIR = "best"  # model_dir/best: the best N checkpoints kept by retention.py
 GLOBAL_STEP = "global_step"
 _STEP_SUFFIX = re.compile(r"-(\d+)$")
 _FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
@@ -26,20 +38,21 @@ class CheckpointError(errors.UserInputError):
 
 @dataclasses.dataclass(frozen=True)
 class VariableInfo:
-  """One saved tensor.
+  """One variable: a tensor saved in a checkpoint, or a variable a model_fn creates.
 
   Attributes:
-    name: its name in the checkpoint, e.g. "dense/kernel".
-    shape: its shape; () for a scalar.
-    dtype: dtype name, e.g. "float32".
-    num_params: number of elements.
-    num_bytes: size of the values (elements x dtype size; actual lengths for strings).
+    name: its name (no ":0"), e.g. "dense/kernel".
+    shape: its static shape; () for a scalar.
+    dtype: dtype name, e.g. "float32"; None when not known.
+    num_params: number of elements (checkpoint tensors; None for a model's variables).
+    num_bytes: size of the saved values (elements x dtype size; actual lengths for strings);
+      None for a model's variables.
   """
   name: str
   shape: Tuple[int, ...]
-  dtype: str
-  num_params: int
-  num_bytes: int
+  dtype: Optional[str] = None
+  num_params: Optional[int] = None
+  num_bytes: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +93,9 @@ class CheckpointEntry:
   is_latest: bool
 
 
-def _step_from_prefix(prefix: str) -> Optional[int]:
-  match = _STEP_SUFFIX.search(prefix)
+def checkpoint_step(prefix: str) -> Optional[int]:
+  """Returns the global step in a checkpoint prefix like `.../model.ckpt-400`, or None."""
+  match = _STEP_SUFFIX.search(os.path.basename(prefix))
   return int(match.group(1)) if match else None
 
 
@@ -130,7 +144,7 @@ def list_checkpoints(directory: str) -> List[CheckpointEntry]:
   latest = tf.train.latest_checkpoint(directory)
   entries = []
   for prefix in _prefixes_in(directory):
-    step = _step_from_prefix(prefix)
+    step = checkpoint_step(prefix)
     if step is None:  # a hand-named checkpoint: only its variables know the step
       try:
         step = _read_global_step(_load(prefix))
@@ -148,8 +162,8 @@ def listing_if_directory(path: str) -> Optional[List[CheckpointEntry]]:
   return list_checkpoints(path) if tf.io.gfile.isdir(path) else None
 
 
-def resolve(path: str) -> str:
-  """Turns what a user typed into a checkpoint prefix.
+def checkpoint_prefix(path: str) -> str:
+  """Turns a path a user typed into a checkpoint prefix.
 
   Args:
     path: a directory (its latest checkpoint: per its `checkpoint` state file, else the one
@@ -190,24 +204,77 @@ def resolve(path: str) -> str:
                         "checkpoints or a checkpoint prefix PREFIX, with PREFIX.index)")
 
 
+def best_checkpoint(best_dir: str) -> Optional[str]:
+  """Returns the prefix of the best kept checkpoint under `best_dir`, or None."""
+  return tf.train.latest_checkpoint(best_dir)
+
+
+def resolve(model_dir: str, which: str, metric: str = "accuracy", higher_is_better: bool = True,
+            eval_dir: str = "eval") -> str:
+  """Turns what a user asked for ("latest", "best" or a path) into a checkpoint prefix.
+
+  "best" is the best checkpoint kept in model_dir/best (by the run's best_metric). A run that
+  kept none (keep_best=0) falls back to the checkpoint still in model_dir whose evaluation
+  (model_dir/<eval_dir> summaries) scored best on `metric`. Anything else is a path (see
+  `checkpoint_prefix`).
+
+  Args:
+    model_dir: the run's model_dir.
+    which: LATEST, BEST, or a path.
+    metric: the eval metric that ranks checkpoints when model_dir/best holds none.
+    higher_is_better: its direction (ties go to the later checkpoint).
+    eval_dir: the evaluation's summary directory under model_dir.
+
+  Returns:
+    The checkpoint prefix.
+
+  Raises:
+    errors.UserInputError: no checkpoint, no evaluation of a kept checkpoint, or a bad path
+      (CheckpointError).
+  """
+  if which == LATEST:
+    prefix = tf.train.latest_checkpoint(model_dir) if model_dir else None
+    if not prefix:
+      raise errors.UserInputError(f"--model_dir {model_dir!r} holds no checkpoint")
+    return prefix
+  if which != BEST:
+    return checkpoint_prefix(which)
+  kept_best = best_checkpoint(os.path.join(model_dir, BEST_DIR))
+  if kept_best:
+    return kept_best
+  state = tf.train.get_checkpoint_state(model_dir) if model_dir else None
+  if not state:
+    raise errors.UserInputError(f"--model_dir {model_dir!r} holds no checkpoint")
+  by_step = {checkpoint_step(p): p for p in state.all_model_checkpoint_paths}
+  scores = {step: values[metric] for step, values in
+            early_stopping.read_eval_metrics(os.path.join(model_dir, eval_dir)).items()
+            if metric in values and step in by_step}
+  if not scores:
+    raise errors.UserInputError(
+        f"no evaluation of {metric!r} in {os.path.join(model_dir, eval_dir)} matches a kept "
+        f"checkpoint (steps {sorted(by_step)}), and {model_dir}/{BEST_DIR} holds none")
+  pick = max if higher_is_better else min
+  return by_step[pick(scores, key=lambda s: (scores[s], s if higher_is_better else -s))]
+
+
 def inspect(path: str, name_regex: Optional[str] = None) -> CheckpointInfo:
   """Reads the variables of a checkpoint.
 
   Args:
-    path: see `resolve`.
+    path: see `checkpoint_prefix`.
     name_regex: keep only variables whose name matches this regex (re.search).
 
   Returns:
     The checkpoint's variables with shapes, dtypes and sizes, and its global step.
 
   Raises:
-    CheckpointError: see `resolve`; also an unreadable checkpoint or an invalid regex.
+    CheckpointError: see `checkpoint_prefix`; also an unreadable checkpoint or an invalid regex.
   """
   try:
     pattern = re.compile(name_regex) if name_regex else None
   except re.error as e:
     raise CheckpointError(f"variable filter {name_regex!r} is not a valid regex: {e}") from e
-  prefix = resolve(path)
+  prefix = checkpoint_prefix(path)
   reader = _load(prefix)
   shapes = reader.get_variable_to_shape_map()
   dtypes = reader.get_variable_to_dtype_map()
@@ -225,7 +292,7 @@ def inspect(path: str, name_regex: Optional[str] = None) -> CheckpointInfo:
       size = count * dtype.size
     variables.append(VariableInfo(name, shape, dtype.name, count, size))
   step = _read_global_step(reader)
-  return CheckpointInfo(prefix, step if step is not None else _step_from_prefix(prefix),
+  return CheckpointInfo(prefix, step if step is not None else checkpoint_step(prefix),
                         tuple(variables))
 
 

@@ -27,7 +27,6 @@ deleting the checkpoint it is about to read.
 import json
 import math
 import os
-import re
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -38,26 +37,21 @@ from google.protobuf import text_format
 from tensorflow.python.training import checkpoint_state_pb2  # pylint: disable=g-direct-tensorflow-import
 
 from estimator_app.checkpoints import info as checkpoint_info
-from estimator_app.training import early_stopping
 from input_fns import errors
+from input_fns import files as files_lib
 
-LATEST = "latest"
-BEST = "best"
-BEST_DIR = "best"
 INDEX_FILENAME = "best_index.json"
 STATE_FILENAME = "checkpoint"
 QUARANTINE_DIR = "nonfinite"
 _TMP_PREFIX = ".tmp-"
-_STEP_RE = re.compile(r"-(\d+)$")
-
 
 MetricNotFoundError = errors.MetricNotFoundError  # one class, raised here too
 
-
-def checkpoint_step(prefix: str) -> Optional[int]:
-  """Returns the global step in a checkpoint prefix like `.../model.ckpt-400`, or None."""
-  m = _STEP_RE.search(os.path.basename(prefix))
-  return int(m.group(1)) if m else None
+# How a checkpoint is named and found is defined once, in info.py; the scripts' --checkpoint
+# knows these names from here, beside the retention that fills model_dir/best.
+LATEST = checkpoint_info.LATEST
+BEST = checkpoint_info.BEST
+resolve = checkpoint_info.resolve
 
 
 def checkpoint_files(prefix: str) -> List[str]:
@@ -82,14 +76,8 @@ def write_checkpoint_state(directory: str, latest: str, all_paths: Sequence[str]
   """
   state = checkpoint_state_pb2.CheckpointState(
       model_checkpoint_path=latest, all_model_checkpoint_paths=list(all_paths))
-  _atomic_write(os.path.join(directory, STATE_FILENAME), text_format.MessageToString(state))
-
-
-def _atomic_write(path: str, text: str) -> None:
-  tmp = f"{path}{_TMP_PREFIX}{uuid.uuid4().hex}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files_lib.write_atomically(os.path.join(directory, STATE_FILENAME),
+                             text_format.MessageToString(state))
 
 
 def copy_checkpoint(prefix: str, dest_dir: str) -> str:
@@ -159,48 +147,6 @@ def read_best_index(best_dir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
-def best_checkpoint(best_dir: str) -> Optional[str]:
-  """Returns the prefix of the best kept checkpoint under `best_dir`, or None."""
-  return tf.train.latest_checkpoint(best_dir)
-
-
-def resolve(model_dir: str, which: str, metric: str = "accuracy", higher_is_better: bool = True,
-            eval_dir: str = "eval") -> str:
-  """Turns what a user asked for ("latest", "best" or a path) into a checkpoint prefix.
-
-  "best" is the best checkpoint kept in model_dir/best (by the run's best_metric). A run that
-  kept none (keep_best=0) falls back to the checkpoint still in model_dir whose evaluation
-  (model_dir/<eval_dir> summaries) scored best on `metric`. Anything else is a path (see
-  checkpoint_info.resolve).
-
-  Raises:
-    errors.UserInputError: no checkpoint, no evaluation of a kept checkpoint, or a bad path.
-  """
-  if which == LATEST:
-    prefix = tf.train.latest_checkpoint(model_dir) if model_dir else None
-    if not prefix:
-      raise errors.UserInputError(f"--model_dir {model_dir!r} holds no checkpoint")
-    return prefix
-  if which != BEST:
-    return checkpoint_info.resolve(which)
-  kept_best = best_checkpoint(os.path.join(model_dir, BEST_DIR))
-  if kept_best:
-    return kept_best
-  state = tf.train.get_checkpoint_state(model_dir) if model_dir else None
-  if not state:
-    raise errors.UserInputError(f"--model_dir {model_dir!r} holds no checkpoint")
-  by_step = {checkpoint_step(p): p for p in state.all_model_checkpoint_paths}
-  scores = {step: m[metric] for step, m in
-            early_stopping.read_eval_metrics(os.path.join(model_dir, eval_dir)).items()
-            if metric in m and step in by_step}
-  if not scores:
-    raise errors.UserInputError(
-        f"no evaluation of {metric!r} in {os.path.join(model_dir, eval_dir)} matches a kept "
-        f"checkpoint (steps {sorted(by_step)}), and {model_dir}/{BEST_DIR} holds none")
-  pick = max if higher_is_better else min
-  return by_step[pick(scores, key=lambda s: (scores[s], s if higher_is_better else -s))]
-
-
 class BestCheckpointExporter(tf.estimator.Exporter):
   """Keeps the best `keep` checkpoints by `metric` in `model_dir/best/` (an EvalSpec exporter).
 
@@ -237,7 +183,7 @@ class BestCheckpointExporter(tf.estimator.Exporter):
     return self._name
 
   def best_dir(self, estimator: tf.estimator.Estimator) -> str:
-    return self._best_dir or os.path.join(estimator.model_dir, BEST_DIR)
+    return self._best_dir or os.path.join(estimator.model_dir, checkpoint_info.BEST_DIR)
 
   def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
     """Copies `checkpoint_path` into the best dir if it ranks among the best N.
@@ -278,7 +224,7 @@ class BestCheckpointExporter(tf.estimator.Exporter):
                       "re-ranking from scratch in %s", index.get("metric"),
                       index.get("higher_is_better"), self._metric, self._higher, best_dir)
       index = {"checkpoints": []}
-    step = checkpoint_step(checkpoint_path)
+    step = checkpoint_info.checkpoint_step(checkpoint_path)
     dirname = f"ckpt-{step}" if step is not None else os.path.basename(checkpoint_path)
     value = float(metrics[self._metric])
     entries = [e for e in index["checkpoints"] if e["dir"] != dirname]
@@ -309,7 +255,7 @@ class BestCheckpointExporter(tf.estimator.Exporter):
         ranked = [e for e in ranked if e is not candidate]
     index = {"metric": self._metric, "higher_is_better": self._higher, "keep": self._keep,
              "checkpoints": ranked}
-    _atomic_write(os.path.join(best_dir, INDEX_FILENAME), json.dumps(index, indent=2))
+    files_lib.write_atomically(os.path.join(best_dir, INDEX_FILENAME), json.dumps(index, indent=2))
     if ranked:
       write_checkpoint_state(best_dir, ranked[0]["checkpoint"],
                              [e["checkpoint"] for e in reversed(ranked)])
@@ -358,7 +304,7 @@ def discard_checkpoints_from(model_dir: str, first_bad_step: int) -> Tuple[Optio
     paths.append(state.model_checkpoint_path)
   good, bad = [], []
   for p in paths:
-    step = checkpoint_step(p)
+    step = checkpoint_info.checkpoint_step(p)
     (bad if step is not None and step >= first_bad_step else good).append(p)
   if not bad:
     return state.model_checkpoint_path, []
@@ -367,7 +313,7 @@ def discard_checkpoints_from(model_dir: str, first_bad_step: int) -> Tuple[Optio
   for p in bad:
     for f in checkpoint_files(p):
       tf.io.gfile.rename(f, os.path.join(quarantine, os.path.basename(f)), overwrite=True)
-  good.sort(key=lambda p: checkpoint_step(p) or -1)
+  good.sort(key=lambda p: checkpoint_info.checkpoint_step(p) or -1)
   if good:
     rel = [os.path.basename(p) if os.path.dirname(p) == model_dir.rstrip("/") else p
            for p in good]

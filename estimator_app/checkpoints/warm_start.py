@@ -22,7 +22,6 @@ the settings, and the report says so.
 """
 
 import dataclasses
-import inspect
 import json
 import os
 import re
@@ -32,24 +31,21 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.training import saver as saver_lib  # pylint: disable=g-direct-tensorflow-import
 
+from estimator_app import model_call
 from estimator_app.checkpoints import info as checkpoint_info
 from input_fns import errors
+from input_fns import files as files_lib
 
 REPORT_FILENAME = "warm_start_report.json"
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _PRINT_LIMIT = 20
 
+# A model variable as VariableInfo, or as a (name, shape) pair.
+VariableOrPair = Union[checkpoint_info.VariableInfo, Tuple[str, Sequence[int]]]
+
 
 class WarmStartError(errors.UserInputError):
   """A bad --warm_start_from path, variable regex or name map."""
-
-
-@dataclasses.dataclass(frozen=True)
-class VariableInfo:
-  """A model variable: name (no ":0"), static shape, dtype name."""
-  name: str
-  shape: Tuple[int, ...]
-  dtype: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -117,21 +113,6 @@ class WarmStartReport:
     return "\n".join(lines)
 
 
-def resolve_checkpoint(path: str) -> str:
-  """Returns the checkpoint prefix that `path` names (see checkpoint_info.resolve: a prefix,
-  one of its files, a directory's latest checkpoint, or a SavedModel directory's variables).
-
-  Raises:
-    WarmStartError: nothing restorable there; the message names `path`.
-  """
-  if not path:
-    raise WarmStartError("--warm_start_from is empty; give a checkpoint prefix or directory")
-  try:
-    return checkpoint_info.resolve(path)
-  except checkpoint_info.CheckpointError as e:
-    raise WarmStartError(f"--warm_start_from: {e}") from None
-
-
 def parse_name_map(text: str) -> Dict[str, str]:
   """Parses "model_name=checkpoint_name,..." (the --warm_start_name_map format).
 
@@ -150,21 +131,10 @@ def parse_name_map(text: str) -> Dict[str, str]:
   return out
 
 
-def _call_model_fn(model_fn: Callable, features, labels, mode: str, params, config) -> None:
-  args = inspect.signature(model_fn).parameters
-  kwargs = {}
-  if "params" in args:
-    kwargs["params"] = params or {}
-  if "config" in args:
-    kwargs["config"] = config
-  if "mode" in args:
-    kwargs["mode"] = mode
-  model_fn(features=features, labels=labels, **kwargs)
-
-
 def model_variables(model_fn: Callable, input_fn: Callable[[], Any],
                     mode: str = tf.estimator.ModeKeys.EVAL, params: Optional[dict] = None,
-                    config: Optional[tf.estimator.RunConfig] = None) -> List[VariableInfo]:
+                    config: Optional[tf.estimator.RunConfig] = None
+                    ) -> List[checkpoint_info.VariableInfo]:
   """Builds the model once in a scratch graph and lists its variables.
 
   The input_fn's dataset is only wired in, never read.
@@ -187,26 +157,26 @@ def model_variables(model_fn: Callable, input_fn: Callable[[], Any],
       batch = tf.compat.v1.data.make_initializable_iterator(batch).get_next()
     features, labels = batch if isinstance(batch, (tuple, list)) and len(batch) == 2 else (
         batch, None)
-    _call_model_fn(model_fn, features, labels, mode, params, config)
-    return [VariableInfo(v.op.name, tuple(v.shape.as_list()), v.dtype.base_dtype.name)
+    model_call.call_model_fn(model_fn, features, labels, mode, params, config)
+    return [checkpoint_info.VariableInfo(v.op.name, tuple(v.shape.as_list()),
+                                         v.dtype.base_dtype.name)
             for v in graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
             if v.op.name != global_step.op.name]
 
 
-def _as_infos(variables: Sequence[Union[VariableInfo, Tuple[str, Sequence[int]]]]
-              ) -> List[VariableInfo]:
-  return [v if isinstance(v, VariableInfo) else VariableInfo(v[0], tuple(v[1]))
-          for v in variables]
+def _as_infos(variables: Sequence[VariableOrPair]) -> List[checkpoint_info.VariableInfo]:
+  return [v if isinstance(v, checkpoint_info.VariableInfo)
+          else checkpoint_info.VariableInfo(v[0], tuple(v[1])) for v in variables]
 
 
-def plan(checkpoint: str, variables: Sequence[Union[VariableInfo, Tuple[str, Sequence[int]]]],
+def plan(checkpoint: str, variables: Sequence[VariableOrPair],
          vars_regex: str = ".*", name_map: Optional[Mapping[str, str]] = None
          ) -> Tuple[Optional[tf.estimator.WarmStartSettings], WarmStartReport]:
   """Matches model variables against a checkpoint.
 
   Args:
-    checkpoint: a checkpoint prefix (see `resolve_checkpoint`).
-    variables: the model's variables, as VariableInfo or (name, shape) pairs.
+    checkpoint: a checkpoint prefix (see checkpoint_info.checkpoint_prefix).
+    variables: the model's variables, as checkpoint_info.VariableInfo or (name, shape) pairs.
     vars_regex: which variables to load (`re.match` on the name).
     name_map: model variable name -> name in the checkpoint.
 
@@ -276,21 +246,21 @@ def write_report(report: WarmStartReport, model_dir: str) -> str:
   """Writes the report as `model_dir/warm_start_report.json`; returns its path."""
   tf.io.gfile.makedirs(model_dir)
   path = os.path.join(model_dir, REPORT_FILENAME)
-  with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+  with files_lib.atomic_open(path) as f:
     json.dump(report.to_dict(), f, indent=2)
-  tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
   return path
 
 
 def prepare_warm_start(warm_start_from: str, model_dir: str,
-                       variables: Sequence[Union[VariableInfo, Tuple[str, Sequence[int]]]],
+                       variables: Sequence[VariableOrPair],
                        vars_regex: str = ".*", name_map: Optional[Mapping[str, str]] = None,
                        print_fn: Callable[[str], None] = print, save_report: bool = True
                        ) -> tf.estimator.WarmStartSettings:
   """Resolves, plans, prints and saves the warm start; returns the settings for the Estimator.
 
   Args:
-    warm_start_from: a checkpoint prefix or directory (see `resolve_checkpoint`).
+    warm_start_from: a checkpoint prefix, one of its files, a directory (its latest
+      checkpoint) or a SavedModel directory (its variables): checkpoint_info.checkpoint_prefix.
     model_dir: the run's model_dir (the report goes there).
     variables: the model's variables (see `model_variables`).
     vars_regex: which variables to load.
@@ -305,7 +275,12 @@ def prepare_warm_start(warm_start_from: str, model_dir: str,
   Raises:
     WarmStartError: a bad path, regex or name map, or nothing would be loaded.
   """
-  checkpoint = resolve_checkpoint(warm_start_from)
+  if not warm_start_from:
+    raise WarmStartError("--warm_start_from is empty; give a checkpoint prefix or directory")
+  try:
+    checkpoint = checkpoint_info.checkpoint_prefix(warm_start_from)
+  except checkpoint_info.CheckpointError as e:
+    raise WarmStartError(f"--warm_start_from: {e}") from None
   settings, report = plan(checkpoint, variables, vars_regex, name_map)
   report.applies = tf.train.latest_checkpoint(model_dir) is None
   path = os.path.join(model_dir, REPORT_FILENAME)

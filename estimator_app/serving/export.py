@@ -32,7 +32,6 @@ through estimator_app/serving/publish.py (GCS has no rename; see there what TF S
 
 import dataclasses
 import datetime
-import inspect
 import json
 import os
 import re
@@ -45,11 +44,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 from absl import logging
 
+from estimator_app import model_call
 from estimator_app.serving import publish
 from estimator_app.serving import validation as serving_validation
 from estimator_app.serving import warmup
 from input_fns import errors
 from input_fns import feature_spec as fs
+from input_fns import files as files_lib
+from input_fns import gcs
 from input_fns import manifest as manifest_lib
 from input_fns import preprocessing
 from model_fns import model_fn as model_fn_lib
@@ -130,21 +132,6 @@ class ExportResult:
 # --- The serving graph -----------------------------------------------------------------------
 
 
-def _call_model_fn(model_fn, features):
-  """Calls an Estimator model_fn in PREDICT mode, passing only the arguments it takes."""
-  params = inspect.signature(model_fn).parameters
-  kwargs = {"features": features}
-  if "labels" in params:
-    kwargs["labels"] = None
-  if "mode" in params:
-    kwargs["mode"] = tf.estimator.ModeKeys.PREDICT
-  if "params" in params:
-    kwargs["params"] = {}
-  if "config" in params:
-    kwargs["config"] = tf.estimator.RunConfig()
-  return model_fn(**kwargs)
-
-
 def build_signatures(model: ServingModel) -> Dict[str, Any]:
   """Builds the inference graph in the current default graph.
 
@@ -163,7 +150,9 @@ def build_signatures(model: ServingModel) -> Dict[str, Any]:
          for f in spec.features}
   features = preprocessing.apply(model.preprocessing, dict(raw), spec, training=False)
   tf.compat.v1.train.get_or_create_global_step()
-  predictions = _call_model_fn(model.model_fn(), features).predictions
+  predictions = model_call.call_model_fn(model.model_fn(), features, None,
+                                         tf.estimator.ModeKeys.PREDICT,
+                                         config=tf.estimator.RunConfig()).predictions
   if not isinstance(predictions, Mapping) or any(k not in predictions for k in _PREDICTION_KEYS):
     raise ExportError(f"model {model.model_def.name!r}: PREDICT predictions must be a dict with "
                       f"{_PREDICTION_KEYS}, got {sorted(predictions) if isinstance(predictions, Mapping) else type(predictions).__name__}")
@@ -234,14 +223,10 @@ def _numbers_used(names: Sequence[str]) -> List[int]:
 
 def list_versions(model_base: str) -> List[int]:
   """Visible (servable) versions of a local or gs:// model base, ascending."""
-  if _is_gcs(model_base):
+  if gcs.is_gcs_path(model_base):
     return sorted(v for v, complete in
-                  publish.list_versions(model_base, publish.make_client()).items() if complete)
+                  publish.list_versions(model_base, gcs.make_client()).items() if complete)
   return publish.local_versions(model_base)
-
-
-def _is_gcs(path: str) -> bool:
-  return path.startswith("gs://")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -269,10 +254,7 @@ def _remove_leftovers(model_base: str) -> None:
 
 
 def _write_json(path: str, value: Any) -> None:
-  tmp = f"{path}.tmp-{secrets.token_hex(4)}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(json.dumps(value, indent=2, sort_keys=True, default=str))
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files_lib.write_atomically(path, json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 def _jsonable(value: Any) -> Any:
@@ -315,9 +297,9 @@ def _metadata(model: ServingModel, checkpoint_path: str, options: ExportOptions,
 def read_metadata(export_dir: str) -> Optional[Dict[str, Any]]:
   """An export's assets.extra/export_metadata.json (local or gs://), or None."""
   rel = f"{warmup.ASSETS_EXTRA}/{METADATA_FILE}"
-  if _is_gcs(export_dir):
+  if gcs.is_gcs_path(export_dir):
     base, version = export_dir.rstrip("/").rsplit("/", 1)
-    text = publish.read_text(base, f"{version}/{rel}", publish.make_client())
+    text = publish.read_text(base, f"{version}/{rel}", gcs.make_client())
     return json.loads(text) if text else None
   path = os.path.join(export_dir, rel)
   if not tf.io.gfile.exists(path):
@@ -371,7 +353,7 @@ def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
     raise ExportError("warm-up and validation need eval examples; got none")
   if options.validate_examples:  # before anything is written
     serving_validation.tolerance_for(model.train_cfg.precision, options.tolerance)
-  if _is_gcs(model_base):
+  if gcs.is_gcs_path(model_base):
     return _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_result,
                           estimator, reference, exporter)
   if "://" in model_base:
@@ -429,7 +411,7 @@ def _build_and_validate(staging, model, checkpoint_path, examples, options, eval
 def _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_result,
                    estimator, reference, exporter) -> ExportResult:
   """Builds and validates the export locally, then publishes it (see publish.py)."""
-  client = publish.make_client()
+  client = gcs.make_client()
   with tempfile.TemporaryDirectory(prefix="export-") as tmp:
     staging = os.path.join(tmp, "model")
     report = _build_and_validate(staging, model, checkpoint_path, examples, options,
@@ -459,8 +441,8 @@ def garbage_collect(model_base: str, keep: int) -> List[int]:
     raise ExportError(f"keep must be >= 1, got {keep}")
   doomed = list_versions(model_base)[:-keep]
   for v in doomed:
-    if _is_gcs(model_base):
-      publish.delete_version(model_base, v, publish.make_client())
+    if gcs.is_gcs_path(model_base):
+      publish.delete_version(model_base, v, gcs.make_client())
       continue
     path = os.path.join(model_base, str(v))
     hidden = os.path.join(model_base, f"{_DELETING_PREFIX}{v}-{secrets.token_hex(4)}")
@@ -468,7 +450,7 @@ def garbage_collect(model_base: str, keep: int) -> List[int]:
     shutil.rmtree(hidden, ignore_errors=True)
     if os.path.exists(path + VALIDATION_SUFFIX):
       os.remove(path + VALIDATION_SUFFIX)
-  if not _is_gcs(model_base):
+  if not gcs.is_gcs_path(model_base):
     rejected = sorted(int(n[len(_REJECTED_PREFIX):]) for n in os.listdir(model_base)
                       if n.startswith(_REJECTED_PREFIX) and n[len(_REJECTED_PREFIX):].isdigit())
     for v in rejected[:-keep]:
@@ -571,7 +553,7 @@ class BestExporter(_Exporter):
   def _best_exported(self, export_path: str) -> Optional[float]:
     best = None
     for v in list_versions(export_path):
-      meta = read_metadata(os.path.join(export_path, str(v)) if not _is_gcs(export_path)
+      meta = read_metadata(os.path.join(export_path, str(v)) if not gcs.is_gcs_path(export_path)
                            else f"{export_path.rstrip('/')}/{v}") or {}
       value = meta.get("eval_metrics", {}).get(self._metric)
       if value is not None and (best is None or self._better(float(value), best)):

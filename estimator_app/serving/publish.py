@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from google.cloud import storage
 
 from input_fns import errors
+from input_fns import gcs
 
 SAVED_MODEL = "saved_model.pb"
 VALIDATION_SUFFIX = ".validation.json"
@@ -44,20 +45,21 @@ class PublishError(errors.UserInputError):
 
 
 def parse_uri(uri: str) -> Tuple[str, str]:
-  """Splits `gs://bucket/some/prefix` into ("bucket", "some/prefix").
+  """Splits `gs://bucket/some/prefix` into ("bucket", "some/prefix") (input_fns/gcs.parse_url).
 
   Raises:
-    PublishError: not a gs:// URI with a bucket and a non-empty prefix.
+    PublishError: not a gs:// URI with a valid bucket and a non-empty prefix.
   """
-  m = re.fullmatch(r"gs://([a-z0-9][-_.a-z0-9]*)/(.*?)/*", uri or "")
-  if not m or not m.group(2):
+  try:
+    bucket, prefix = gcs.parse_url(uri or "")
+  except gcs.GcsError:
+    bucket, prefix = "", ""
+  if not re.fullmatch(r"[a-z0-9][-_.a-z0-9]*", bucket) or not prefix:
     raise PublishError(f"publish destination {uri!r} must look like gs://BUCKET/models/NAME")
-  return m.group(1), m.group(2)
+  return bucket, prefix
 
 
-def make_client() -> storage.Client:
-  """A client from the environment (STORAGE_EMULATOR_HOST selects the emulator anonymously)."""
-  return storage.Client()
+make_client = gcs.make_client  # the one client factory (emulator, clear missing-credentials error)
 
 
 def _md5_b64(path: str) -> str:

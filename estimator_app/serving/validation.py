@@ -47,6 +47,7 @@ import tensorflow as tf
 from estimator_app.serving import warmup
 from input_fns import errors
 from input_fns import feature_spec as fs
+from input_fns import files as files_lib
 from input_fns import input_fn as dataset
 from input_fns import manifest as manifest_lib
 
@@ -424,10 +425,7 @@ def summary(report: Dict[str, Any], report_path: Optional[str]) -> str:
 
 def write_report(report: Dict[str, Any], path: str) -> None:
   """Writes the report as JSON (temporary name, then rename)."""
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(json.dumps(report, indent=2, sort_keys=True, default=str))
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files_lib.write_atomically(path, json.dumps(report, indent=2, sort_keys=True, default=str))
 
 
 def report_path(export_dir: str) -> str:

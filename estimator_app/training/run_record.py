@@ -21,6 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import tensorflow as tf
 
 from input_fns import errors
+from input_fns import files as files_lib
 
 FILENAME = "run_records.jsonl"
 
@@ -87,10 +88,7 @@ def append(model_dir: str, record: Dict[str, Any]) -> str:
     with tf.io.gfile.GFile(path) as f:
       existing = f.read()
   # Rewrite-and-rename rather than append: gs:// has no append, and a reader never sees half a line.
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(existing + json.dumps(record, sort_keys=True) + "\n")
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files_lib.write_atomically(path, existing + json.dumps(record, sort_keys=True) + "\n")
   return path
 
 

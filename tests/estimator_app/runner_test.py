@@ -9,6 +9,7 @@ from absl.testing import parameterized
 
 from estimator_app import config as config_lib
 from estimator_app import runner
+from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention as checkpoints
 from estimator_app.training import hooks
 
@@ -47,13 +48,13 @@ class RunnerTest(tf.test.TestCase, parameterized.TestCase):
     cfg = self._cfg(run={"train_steps": 60, "save_checkpoints_steps": 10,
                          "keep_checkpoint_max": 1, "keep_best": 2})
     runner.train(cfg)
-    index = checkpoints.read_best_index(os.path.join(cfg.run.model_dir, checkpoints.BEST_DIR))
+    index = checkpoints.read_best_index(os.path.join(cfg.run.model_dir, checkpoint_info.BEST_DIR))
     kept = index["checkpoints"]
     self.assertLen(kept, 2)
     values = [c["value"] for c in kept]
     self.assertEqual(values, sorted(values, reverse=True))
     # Latest-K kept only the newest checkpoint in model_dir; the best copies are restorable.
-    best = checkpoints.best_checkpoint(os.path.join(cfg.run.model_dir, checkpoints.BEST_DIR))
+    best = checkpoint_info.best_checkpoint(os.path.join(cfg.run.model_dir, checkpoint_info.BEST_DIR))
     self.assertNotEmpty(tf.train.list_variables(best))
 
   @parameterized.named_parameters(("one_step_per_run", 1), ("two_steps_per_run", 2))

@@ -1,5 +1,6 @@
 """manifest.json: round trip, and verify() names the shard that is missing, truncated or corrupt."""
 
+import dataclasses
 import json
 import os
 
@@ -82,13 +83,13 @@ class ManifestTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(manifest_lib.ManifestError, "no split 'test'"):
       self._dataset().files("test")
 
-  def test_atomic_write_leaves_no_temporary(self):
-    d = self.create_tempdir().full_path
-    path = os.path.join(d, "f.json")
-    manifest_lib.atomic_write(path, b"one")
-    manifest_lib.atomic_write(path, b"two")
-    self.assertEqual(open(path, "rb").read(), b"two")
-    self.assertEqual(os.listdir(d), ["f.json"])
+  def test_rewriting_the_manifest_replaces_it_and_leaves_no_temporary(self):
+    m = self._dataset()
+    before = sorted(os.listdir(m.directory))
+    changed = dataclasses.replace(m, source={"format": "rewritten"})
+    manifest_lib.write(changed)
+    self.assertEqual(manifest_lib.read(m.directory), changed)
+    self.assertEqual(sorted(os.listdir(m.directory)), before)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""//scripts:export: flags -> job, export from latest/best/given checkpoints, --validate, publish."""
+"""//scripts:export: flags -> job, and the job (estimator_app/serving/export_job.py): export from
+latest/best/given checkpoints, --validate, publish."""
 
 import dataclasses
 import json
@@ -17,6 +18,7 @@ from google.cloud import storage
 from estimator_app import config as config_lib
 from estimator_app.checkpoints import retention as checkpoints
 from estimator_app.serving import export
+from estimator_app.serving import export_job
 from estimator_app.serving import publish
 from input_fns import errors
 from scripts import export as export_script
@@ -50,7 +52,7 @@ class ExportScriptTest(tf.test.TestCase):
                               start_delay_secs=0))
 
   def _job(self, **overrides):
-    job = export_script.ExportJob(
+    job = export_job.ExportJob(
         model_dir=self.model_dir, checkpoint="latest", best_metric="accuracy",
         higher_is_better=True, model=None, data_dir=None, preprocessing=None,
         export_base=self.create_tempdir().full_path, model_name="", validate=False,
@@ -76,7 +78,7 @@ class ExportScriptTest(tf.test.TestCase):
 
   def test_exports_latest_best_and_given_checkpoints_with_validation(self):
     job = self._job(validate=True)
-    out = export_script.run(job)
+    out = export_job.run(job)
     self.assertEqual((out.version, out.model_name), (1, "digits"))  # named after the dataset
     self.assertEqual(out.export_dir, os.path.join(job.export_base, "digits", "1"))
     meta = export.read_metadata(out.export_dir)
@@ -88,24 +90,24 @@ class ExportScriptTest(tf.test.TestCase):
     with open(out.export_dir + ".validation.json") as f:
       self.assertEqual(json.load(f)["num_examples"], 8)
 
-    best = export_script.run(dataclasses.replace(job, checkpoint="best", validate=False))
+    best = export_job.run(dataclasses.replace(job, checkpoint="best", validate=False))
     self.assertEqual(best.version, 2)
     self.assertIsNone(best.validation)
     self.assertEqual(best.checkpoint,
                      checkpoints.resolve(self.model_dir, "best", "accuracy"))
     given = os.path.join(self.model_dir, "model.ckpt-20")
-    out = export_script.run(dataclasses.replace(job, checkpoint=given, validate=False))
+    out = export_job.run(dataclasses.replace(job, checkpoint=given, validate=False))
     self.assertEqual((out.version, export.read_metadata(out.export_dir)["global_step"]), (3, 20))
 
   def test_validates_an_existing_export(self):
-    made = export_script.run(self._job())
-    out = export_script.run(self._job(validate=True, export_dir=made.export_dir))
+    made = export_job.run(self._job())
+    out = export_job.run(self._job(validate=True, export_dir=made.export_dir))
     self.assertIsNone(out.version)
     self.assertTrue(out.validation["passed"])
     self.assertTrue(os.path.exists(made.export_dir + ".validation.json"))
 
   def test_validate_mismatch_exits_2_with_one_line(self):
-    made = export_script.run(self._job(preprocessing=""))  # the wrong chain, not validated
+    made = export_job.run(self._job(preprocessing=""))  # the wrong chain, not validated
     proc = subprocess.run(
         [sys.executable, "-m", "scripts.export", "--validate", f"--export_dir={made.export_dir}",
          f"--model_dir={self.model_dir}", "--validate_examples=8"],
@@ -123,14 +125,14 @@ class ExportScriptTest(tf.test.TestCase):
 
   def test_user_errors(self):
     with self.assertRaisesRegex(export.ExportError, "add --validate"):
-      export_script.run(self._job(export_dir="/x"))
+      export_job.run(self._job(export_dir="/x"))
     with self.assertRaisesRegex(publish.PublishError, "gs://BUCKET/models/NAME"):
-      export_script.run(self._job(publish_to="s3://x/y"))
+      export_job.run(self._job(publish_to="s3://x/y"))
     with self.assertRaisesRegex(errors.UserInputError, "holds no checkpoint"):
-      export_script.run(self._job(model_dir=self.create_tempdir().full_path,
+      export_job.run(self._job(model_dir=self.create_tempdir().full_path,
                                   data_dir=self.data_dir))
     with self.assertRaisesRegex(errors.UserInputError, "unknown model"):
-      export_script.run(self._job(model="nope"))
+      export_job.run(self._job(model="nope"))
 
   def test_a_run_without_config_needs_the_flags(self):
     bare = self.create_tempdir().full_path  # the checkpoints only, no config.json
@@ -141,14 +143,14 @@ class ExportScriptTest(tf.test.TestCase):
                     data_dir=self.data_dir, model="dnn")
     # Default dnn hparams are not what this checkpoint was trained with: a clear user error.
     with self.assertRaisesRegex(export.ExportError, r"does not match model 'dnn'.*hidden_0/kernel"):
-      export_script.run(job)
+      export_job.run(job)
 
   def test_publishes_the_new_version(self):
     with testlib.GcsEmulator() as emulator, \
         mock.patch.dict(os.environ, {"STORAGE_EMULATOR_HOST": emulator.url}):
       client = storage.Client(project="test", credentials=AnonymousCredentials())
       client.create_bucket("serving")
-      out = export_script.run(self._job(publish_to="gs://serving/models/digits"))
+      out = export_job.run(self._job(publish_to="gs://serving/models/digits"))
       self.assertEqual(out.published, "gs://serving/models/digits/1")
       self.assertEqual(publish.list_versions("gs://serving/models/digits", client), {1: True})
 

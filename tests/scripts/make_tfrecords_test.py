@@ -12,6 +12,7 @@ from absl.testing import parameterized
 
 from input_fns import manifest as manifest_lib
 from scripts import make_tfrecords
+from scripts import make_tfrecords_flags
 from tests.testing import data as testutil
 
 
@@ -39,7 +40,7 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
                              label_column="y", eval_fraction=0.3, seed=9):
       os.environ["BUILD_WORKING_DIRECTORY"] = root
       try:
-        cfg = make_tfrecords.config_from_flags()
+        cfg = make_tfrecords_flags.config_from_flags()
       finally:
         del os.environ["BUILD_WORKING_DIRECTORY"]
     self.assertEqual(cfg.format, "csv")
@@ -63,15 +64,15 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
   )
   def test_bad_flags(self, values, message):
     with flagsaver.flagsaver(**values):
-      with self.assertRaisesRegex(make_tfrecords.FlagError, message):
-        make_tfrecords.config_from_flags()
+      with self.assertRaisesRegex(make_tfrecords_flags.FlagError, message):
+        make_tfrecords_flags.config_from_flags()
 
   def test_convert_idx_then_rerun_is_a_no_op(self):
     images, labels, _, _ = self._idx()
     out = os.path.join(self.create_tempdir().full_path, "ds")
     with flagsaver.flagsaver(format="idx", images=images, labels=labels, output_dir=out,
                              num_shards=2, eval_fraction=0.25):
-      cfg = make_tfrecords.config_from_flags()
+      cfg = make_tfrecords_flags.config_from_flags()
     m = make_tfrecords.convert(cfg)
     self.assertEqual((m.count("train"), m.count("eval")), (30, 10))
     before = testutil.dir_snapshot(out)
@@ -118,7 +119,7 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
       other_images, other_labels, _, _ = self._idx(n=44)
       with flagsaver.flagsaver(format="idx", images=other_images, labels=other_labels,
                                output_dir=out):
-        make_tfrecords.convert(make_tfrecords.config_from_flags())
+        make_tfrecords.convert(make_tfrecords_flags.config_from_flags())
     before = testutil.dir_snapshot(out) if os.path.exists(out) else None
     result = _cli("--format=idx", *args)
     self.assertEqual(result.returncode, 2, result.stderr[-3000:])

@@ -72,18 +72,27 @@ class CheckpointInfoTest(tf.test.TestCase, parameterized.TestCase):
       ("meta_file", "model.ckpt-30.meta"),
       ("trailing_slash", "/"),
   )
-  def test_resolve(self, relative):
+  def test_checkpoint_prefix_of_each_accepted_form(self, relative):
     d = self.create_tempdir().full_path
     _save_checkpoints(d, [10, 30])
-    self.assertEqual(checkpoint_info.resolve(d + relative if relative.startswith("/") or not relative
-                                             else os.path.join(d, relative)),
+    self.assertEqual(checkpoint_info.checkpoint_prefix(
+        d + relative if relative.startswith("/") or not relative else os.path.join(d, relative)),
                      os.path.join(d, "model.ckpt-30"))
 
   def test_directory_without_state_file_uses_the_highest_step(self):
     d = self.create_tempdir().full_path
     _save_checkpoints(d, [100, 20, 9])  # the state file would name 9 as the latest
     os.remove(os.path.join(d, "checkpoint"))
-    self.assertEqual(checkpoint_info.resolve(d), os.path.join(d, "model.ckpt-100"))
+    self.assertEqual(checkpoint_info.checkpoint_prefix(d), os.path.join(d, "model.ckpt-100"))
+
+  @parameterized.named_parameters(
+      ("saver_prefix", "/runs/digits/model.ckpt-400", 400),
+      ("best_copy", "/runs/digits/best/ckpt-30/model.ckpt-30", 30),
+      ("hand_named", "/runs/exp-3/pretrained", None),
+      ("saved_model_variables", "/export/1/variables/variables", None),
+  )
+  def test_checkpoint_step_reads_only_the_basename(self, prefix, step):
+    self.assertEqual(checkpoint_info.checkpoint_step(prefix), step)
 
   def test_list_checkpoints(self):
     d = self.create_tempdir().full_path

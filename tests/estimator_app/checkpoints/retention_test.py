@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention as checkpoints
 from estimator_app.training import early_stopping
 from input_fns import errors
@@ -60,9 +61,9 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(os.path.basename(copy), f"model.ckpt-{step}")
       self.assertEqual(_value(copy), step)
     # The top-level state file names the best one, the way tools look for "the best".
-    self.assertEqual(_value(checkpoints.best_checkpoint(best_dir)), expected[0][0])
+    self.assertEqual(_value(checkpoint_info.best_checkpoint(best_dir)), expected[0][0])
     state = tf.train.get_checkpoint_state(best_dir)
-    self.assertEqual([checkpoints.checkpoint_step(p) for p in state.all_model_checkpoint_paths],
+    self.assertEqual([checkpoint_info.checkpoint_step(p) for p in state.all_model_checkpoint_paths],
                      [s for s, _ in reversed(expected)])
 
   def test_export_skips_nonfinite_and_names_a_missing_metric(self):
@@ -119,7 +120,7 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
         est, tf.estimator.TrainSpec(tiny_model.input_fn(), max_steps=24),
         tf.estimator.EvalSpec(tiny_model.input_fn(n=48, training=False), steps=None,
                               throttle_secs=0, exporters=[exporter]))
-    latest_k = [checkpoints.checkpoint_step(p) for p in
+    latest_k = [checkpoint_info.checkpoint_step(p) for p in
                 tf.train.get_checkpoint_state(model_dir).all_model_checkpoint_paths]
     self.assertEqual(latest_k, [20, 24])
     evals = early_stopping.read_eval_metrics(est.eval_dir())

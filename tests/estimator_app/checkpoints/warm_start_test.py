@@ -36,16 +36,23 @@ def _save(directory, values, step=1234, name="model.ckpt"):
 
 class ResolveCheckpointTest(tf.test.TestCase, parameterized.TestCase):
 
+  def _source(self, warm_start_from: str) -> str:
+    """The checkpoint a warm start from `warm_start_from` loads."""
+    settings = warm_start.prepare_warm_start(
+        warm_start_from, self.create_tempdir().full_path, [("v", (2,))],
+        print_fn=lambda _: None, save_report=False)
+    return settings.ckpt_to_initialize_from
+
   def test_accepted_forms(self):
     d = self.create_tempdir().full_path
     p1 = _save(d, {"v": np.zeros(2, np.float32)}, step=1)
     p2 = _save(d, {"v": np.zeros(2, np.float32)}, step=20)
-    self.assertEqual(warm_start.resolve_checkpoint(p1), p1)
-    self.assertEqual(warm_start.resolve_checkpoint(p1 + ".index"), p1)
-    self.assertEqual(warm_start.resolve_checkpoint(p1 + ".data-00000-of-00001"), p1)
-    self.assertEqual(warm_start.resolve_checkpoint(d), p2)
+    self.assertEqual(self._source(p1), p1)
+    self.assertEqual(self._source(p1 + ".index"), p1)
+    self.assertEqual(self._source(p1 + ".data-00000-of-00001"), p1)
+    self.assertEqual(self._source(d), p2)
     os.remove(os.path.join(d, "checkpoint"))  # copied files without a state file
-    self.assertEqual(warm_start.resolve_checkpoint(d), p2)
+    self.assertEqual(self._source(d), p2)
 
   @parameterized.named_parameters(("missing_prefix", "nope/model.ckpt-5", "does not exist"),
                                   ("empty_dir", "", "holds no checkpoints"))
@@ -54,7 +61,11 @@ class ResolveCheckpointTest(tf.test.TestCase, parameterized.TestCase):
     path = os.path.join(d, relative)
     with self.assertRaisesRegex(warm_start.WarmStartError,
                                 f"--warm_start_from: .*{re.escape(path.rstrip('/'))} {expected}"):
-      warm_start.resolve_checkpoint(path)
+      self._source(path)
+
+  def test_empty_path_is_refused(self):
+    with self.assertRaisesRegex(warm_start.WarmStartError, "--warm_start_from is empty"):
+      self._source("")
 
   def test_parse_name_map(self):
     self.assertEqual(warm_start.parse_name_map(" a/b = c/d ,x=y,"), {"a/b": "c/d", "x": "y"})

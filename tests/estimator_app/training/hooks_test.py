@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention as checkpoints
 from estimator_app.training import hooks
 from input_fns import errors
@@ -15,7 +16,7 @@ from tests.testing import tiny_model
 
 
 def _index_steps(model_dir):
-  return sorted(checkpoints.checkpoint_step(p[:-len(".index")])
+  return sorted(checkpoint_info.checkpoint_step(p[:-len(".index")])
                 for p in glob.glob(os.path.join(model_dir, "*.index")))
 
 
@@ -175,9 +176,9 @@ class NanGuardHookTest(tf.test.TestCase):
                   str(cm.exception))
     self.assertIn("2 later checkpoint(s) moved to", str(cm.exception))
     latest = tf.train.latest_checkpoint(model_dir)
-    self.assertEqual(checkpoints.checkpoint_step(latest), bad_step - 1)
+    self.assertEqual(checkpoint_info.checkpoint_step(latest), bad_step - 1)
     state = tf.train.get_checkpoint_state(model_dir)
-    self.assertEqual([checkpoints.checkpoint_step(p) for p in state.all_model_checkpoint_paths],
+    self.assertEqual([checkpoint_info.checkpoint_step(p) for p in state.all_model_checkpoint_paths],
                      list(range(0, bad_step)))
     self.assertEqual(_index_steps(model_dir), list(range(0, bad_step)))
     reader = tf.train.load_checkpoint(latest)
