@@ -1,9 +1,10 @@
 """The one shared run loop: any model_fn, any dataset, through tf.estimator.train_and_evaluate.
 
 `train(cfg)` is what `//scripts:train` runs: it checks the data and the model_dir, saves the
-resolved config and a run record, builds the Estimator with step-based cadence (a full
-evaluation of every new checkpoint, quick validations in between, extra eval sets side by side),
-trains to `cfg.run.train_steps` (resuming from the latest checkpoint), and returns the final
+resolved config and a run record, builds the Estimator (estimator_app/estimator.py) with
+step-based cadence (a full evaluation of every new checkpoint, quick validations in between,
+extra eval sets side by side), then runs this task's role (local, chief, worker, ps or
+evaluator) to `cfg.run.train_steps`, resuming from the latest checkpoint, and returns the final
 evaluation.
 """
 
@@ -11,199 +12,24 @@ import dataclasses
 import datetime
 import math
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
 
 from estimator_app import config as config_lib
+from estimator_app import estimator as estimator_lib
 from estimator_app.checkpoints import info as checkpoint_info
-from estimator_app.checkpoints import retention as checkpoints
-from estimator_app.checkpoints import warm_start as warm_start_lib
+from estimator_app.checkpoints import retention
 from estimator_app.serving import export
 from estimator_app.training import distribution
 from estimator_app.training import early_stopping
 from estimator_app.training import hooks as hooks_lib
-from estimator_app.training import input_diagnosis as diagnose
+from estimator_app.training import input_diagnosis
 from estimator_app.training import preemption
 from estimator_app.training import run_record
-from input_fns import digits
-from input_fns import input_fn as dataset
 from input_fns import manifest as manifest_lib
-from input_fns import mixture
 from input_fns import splits
-from input_fns import writer
-from model_fns import model_fn as model_fn_lib
-
-PRIMARY_EVAL = "eval"  # the primary eval set's TensorBoard run is model_dir/eval
-QUICK_EVAL = "quick"  # model_dir/eval_quick
-
-
-def load_dataset(data_dir: str, create_default: bool, seed: int = 0) -> manifest_lib.Manifest:
-  """Returns the dataset at `data_dir`.
-
-  Args:
-    data_dir: a dataset directory.
-    create_default: write the embedded digits dataset there if it holds no manifest yet.
-    seed: split seed for the embedded dataset.
-
-  Raises:
-    manifest_lib.ManifestError: no dataset there (and create_default is False).
-  """
-  if not create_default or tf.io.gfile.exists(os.path.join(data_dir, manifest_lib.FILENAME)):
-    return manifest_lib.read(data_dir)
-  logging.info("writing the embedded digits dataset to %s", data_dir)
-  return writer.write_dataset(
-      data_dir, digits.SPEC, digits.examples(eval_fraction=0.2, seed=seed), num_shards=2,
-      source={"format": digits.NAME, "eval_fraction": 0.2, "seed": seed})
-
-
-@dataclasses.dataclass(frozen=True)
-class Data:
-  """The datasets of one run, read once from their manifests.
-
-  Attributes:
-    primary: data_dir: its feature spec is the model's; its eval split is the primary eval set,
-      and its train split trains unless train_sources is given.
-    train_sources: a weighted mixture of training datasets ((manifest, weight), ...), or ().
-    eval_sets: extra named eval sets: name -> dataset (its eval split).
-  """
-  primary: manifest_lib.Manifest
-  train_sources: Tuple[Tuple[manifest_lib.Manifest, float], ...]
-  eval_sets: Mapping[str, manifest_lib.Manifest]
-
-  @property
-  def spec(self):
-    return self.primary.spec
-
-  @property
-  def directories(self) -> List[str]:
-    """Every dataset directory the run reads, data_dir first, each once."""
-    dirs = [self.primary.directory] + [m.directory for m, _ in self.train_sources] + [
-        m.directory for m in self.eval_sets.values()]
-    return list(dict.fromkeys(dirs))
-
-
-def open_data(cfg: config_lib.ExperimentConfig, create_default: bool = False) -> Data:
-  """Reads every manifest the run uses and checks they fit together.
-
-  Raises:
-    input_fns.errors.UserInputError: a missing/malformed dataset, a reserved or repeated eval
-      set name, or datasets whose feature spec differs from data_dir's.
-  """
-  primary = load_dataset(cfg.data.data_dir, create_default=create_default)
-  sources = ()
-  if cfg.data.train_data:
-    sources = mixture.read_sources(mixture.parse_sources(cfg.data.train_data, "--train_data"))
-    for m, _ in sources:
-      if m.spec != primary.spec:
-        raise config_lib.ConfigError(f"--train_data {m.directory} has a different feature spec "
-                                     f"from --data_dir {primary.directory}")
-  eval_sets = {}
-  named = mixture.parse_eval_sets(cfg.data.eval_sets, "--eval_sets") if cfg.data.eval_sets else ()
-  for name, m in mixture.read_eval_sets(named):
-    if name in (PRIMARY_EVAL, QUICK_EVAL) or name in eval_sets:
-      raise config_lib.ConfigError(f"--eval_sets: name {name!r} is reserved or given twice")
-    if m.spec != primary.spec:
-      raise config_lib.ConfigError(
-          f"eval set {name!r} at {m.directory} has a different feature spec from {primary.directory}")
-    m.shards(splits.EVAL)
-    eval_sets[name] = m
-  return Data(primary, tuple(sources), eval_sets)
-
-
-VERIFIED_SHARDS = "verified_shards.json"  # in model_dir: shards whose sha256 already passed
-
-
-def _input_config(cfg: config_lib.ExperimentConfig, training: bool, num_workers: int = 1,
-                  worker_index: int = 0) -> dataset.InputConfig:
-  return dataset.InputConfig(
-      num_workers=num_workers, worker_index=worker_index,
-      batch_size=cfg.data.batch_size if training else cfg.data.eval_batch_size,
-      preprocessing=cfg.data.preprocessing,
-      shuffle_buffer=cfg.data.shuffle_buffer,
-      seed=cfg.run.seed if training else None,
-      cache=cfg.data.cache and training,
-      verify=cfg.data.verify,
-      # Without it every start (and every periodic evaluation) would re-hash every shard.
-      verify_cache=os.path.join(cfg.run.model_dir, VERIFIED_SHARDS) if cfg.data.verify else None)
-
-
-def train_input_fn(cfg: config_lib.ExperimentConfig, data: Data, num_workers: int = 1,
-                   worker_index: int = 0, stacked: bool = True):
-  """Training batches (a weighted mixture with --train_data); a parameter-server worker reads
-  its own part (num_workers, worker_index). With --steps_per_run K and `stacked`, K stacked
-  batches per element (what the K-step train op takes); without, one batch per element."""
-  input_cfg = _input_config(cfg, True, num_workers, worker_index)
-  if data.train_sources:
-    input_fn = dataset.make_mixture_input_fn(data.train_sources, splits.TRAIN, input_cfg)
-  else:
-    input_fn = dataset.make_input_fn(data.primary, splits.TRAIN, input_cfg, training=True)
-  return model_fn_lib.stacked_input_fn(input_fn, cfg.optimization.steps_per_run if stacked else 1)
-
-
-def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
-                  split: str = splits.EVAL, ordered: bool = False):
-  """Every example of a split once; `ordered` reads the shards one after another, in order."""
-  input_cfg = _input_config(cfg, False)
-  if ordered:
-    input_cfg = dataclasses.replace(input_cfg, cycle_length=1)
-  return dataset.make_input_fn(m, split, input_cfg, training=False)
-
-
-def build_model_fn(cfg: config_lib.ExperimentConfig, spec, optimization=None):
-  return model_fn_lib.build_model_fn(cfg.model_def, cfg.hparams, spec,
-                                     optimization or cfg.train_config)
-
-
-def build_estimator(cfg: config_lib.ExperimentConfig, spec,
-                    warm_start: Optional[tf.estimator.WarmStartSettings] = None,
-                    task: Optional[distribution.ClusterTask] = None,
-                    strategies=None) -> tf.estimator.Estimator:
-  """The Estimator for `cfg`'s model on data described by `spec`.
-
-  With `strategies` (distribution.make_strategies) it is the training Estimator of this task:
-  the strategy, device filters, XLA and the (optionally replica-scaled) learning rate. Without,
-  it runs on one device (evaluation, prediction, export).
-  """
-  optimization = cfg.train_config
-  if strategies is None:
-    kwargs = dict(session_config=distribution.session_config(cfg.distribution, None,
-                                                             training=False))
-  else:
-    kwargs = distribution.run_config_kwargs(cfg.distribution, task, strategies)
-    lr = distribution.learning_rate(optimization.learning_rate, cfg.distribution, strategies[0])
-    if lr != optimization.learning_rate:
-      logging.info("--scale_learning_rate: learning rate %g x %d replicas = %g",
-                   optimization.learning_rate, distribution.num_replicas(strategies[0]), lr)
-      optimization = dataclasses.replace(optimization, learning_rate=lr)
-  run_config = tf.estimator.RunConfig(
-      model_dir=cfg.run.model_dir,
-      tf_random_seed=cfg.run.seed,
-      save_checkpoints_steps=cfg.cadence.checkpoint_steps,
-      # With several steps per run train_hooks adds a summary hook that counts them instead.
-      save_summary_steps=cfg.cadence.summary_steps if cfg.optimization.steps_per_run == 1 else 0,
-      keep_checkpoint_max=cfg.run.keep_checkpoint_max,
-      # StepLoggingHook logs loss, learning rate, examples/s and step time instead.
-      log_step_count_steps=None,
-      **kwargs)
-  return tf.estimator.Estimator(build_model_fn(cfg, spec, optimization), config=run_config,
-                                warm_start_from=warm_start)
-
-
-def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in,
-                       save_report: bool = True) -> Optional[tf.estimator.WarmStartSettings]:
-  """Plans the warm start, prints and (the chief) saves its report (loaded/missing/mismatched
-  variables). `train_in` yields one batch per element (train_input_fn(stacked=False)): the
-  plan builds the one-step model, whatever --steps_per_run is."""
-  if not cfg.run.warm_start_from:
-    return None
-  variables = warm_start_lib.model_variables(build_model_fn(cfg, spec), train_in)
-  return warm_start_lib.prepare_warm_start(
-      cfg.run.warm_start_from, cfg.run.model_dir, variables, cfg.run.warm_start_vars,
-      warm_start_lib.parse_name_map(cfg.run.warm_start_map), print_fn=logging.info,
-      save_report=save_report)
-
 
 def _stopped_early_before(cfg: config_lib.ExperimentConfig,
                           estimator: tf.estimator.Estimator) -> bool:
@@ -251,7 +77,7 @@ def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estima
   if cadence.quick_eval_steps > 0 and distribution.can_quick_eval(task):
     quick_batches = max(1, math.ceil(cfg.run.quick_eval_examples / cfg.data.eval_batch_size))
     hooks.append(hooks_lib.QuickEvalHook(
-        clock, estimator, primary_eval, steps=quick_batches, name=QUICK_EVAL,
+        clock, estimator, primary_eval, steps=quick_batches, name=estimator_lib.QUICK_EVAL,
         every_n_iter=cadence.quick_eval_steps // steps_per_run))  # it counts session.runs
   if cadence.profile and is_chief:
     hooks.append(hooks_lib.ProfileStepsHook(cfg.run.model_dir, *cadence.profile))
@@ -266,7 +92,7 @@ EXPORT_DIR = "export"  # model_dir/export/{latest,best,final}/<version>: TF Serv
 FINAL_EXPORT = "final"
 
 
-def serving_exporters(cfg: config_lib.ExperimentConfig, data: Data
+def serving_exporters(cfg: config_lib.ExperimentConfig, data: estimator_lib.Data
                       ) -> Tuple[List[tf.estimator.Exporter], Optional[tf.estimator.Exporter]]:
   """(latest and best exporters for the EvalSpec, the final exporter), or ([], None).
 
@@ -300,15 +126,16 @@ def _final_export(estimator: tf.estimator.Estimator, exporter: tf.estimator.Expo
   return exporter.export(estimator, base, checkpoint, eval_result, is_the_final_export=True)
 
 
-class _EvalSetsExporter(tf.estimator.Exporter):
-  """Evaluates the extra named eval sets on the checkpoint the primary set just evaluated.
+class EvalSets(tf.estimator.Exporter):
+  """The extra named eval sets (--eval_sets), evaluated together on one checkpoint.
 
+  As an EvalSpec exporter it evaluates them on the checkpoint the primary set just evaluated:
   train_and_evaluate calls exporters after every evaluation (also on a distributed evaluator),
-  which is exactly the cadence extra eval sets need; each set gets its own TensorBoard run
-  (model_dir/eval_<name>).
+  which is exactly the cadence extra eval sets need. `evaluate` is the same evaluation for the
+  end of a run. Each set gets its own TensorBoard run (model_dir/eval_<name>).
   """
 
-  def __init__(self, input_fns: Mapping[str, object]):
+  def __init__(self, input_fns: Mapping[str, Callable]):
     self._input_fns = dict(input_fns)
     self.last_results: Dict[str, Dict[str, float]] = {}
 
@@ -316,13 +143,23 @@ class _EvalSetsExporter(tf.estimator.Exporter):
   def name(self):
     return "eval_sets"
 
-  def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
-    del export_path, eval_result, is_the_final_export
+  @property
+  def names(self) -> List[str]:
+    return list(self._input_fns)
+
+  def evaluate(self, estimator: tf.estimator.Estimator,
+               checkpoint_path: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+    """Evaluates every set on `checkpoint_path` (default: the latest); returns their scalars."""
     for name, input_fn in self._input_fns.items():
       result = estimator.evaluate(input_fn, checkpoint_path=checkpoint_path, name=name)
-      self.last_results[name] = checkpoints.scalars(result)
-      logging.info("eval set %s at %s: %s", name, os.path.basename(checkpoint_path),
+      self.last_results[name] = retention.scalars(result)
+      logging.info("eval set %s at step %d: %s", name, int(result["global_step"]),
                    _format_metrics(self.last_results[name]))
+    return dict(self.last_results)
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+    del export_path, eval_result, is_the_final_export
+    self.evaluate(estimator, checkpoint_path)
     return None
 
 
@@ -376,6 +213,11 @@ class RunResult:
   model_dir: str
   exports: Mapping[str, str]
 
+  @property
+  def primary(self) -> Optional[Mapping[str, float]]:
+    """The primary eval set's final metrics (None on a worker or the evaluator)."""
+    return self.metrics.get(estimator_lib.PRIMARY_EVAL)
+
 
 def _seed_everything(cfg: config_lib.ExperimentConfig) -> None:
   """Seeds Python, NumPy and TF; with `deterministic`, also makes TF ops deterministic.
@@ -386,6 +228,81 @@ def _seed_everything(cfg: config_lib.ExperimentConfig) -> None:
   tf.keras.utils.set_random_seed(cfg.run.seed)
   if cfg.run.deterministic:
     tf.config.experimental.enable_op_determinism()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Task:
+  """What one task of a run has built before it runs its role."""
+  cfg: config_lib.ExperimentConfig
+  task: Optional[distribution.ClusterTask]
+  estimator: tf.estimator.Estimator
+  train_input_fn: Callable
+  primary_eval: Callable
+  eval_sets: EvalSets
+  eval_spec: tf.estimator.EvalSpec
+  final_exporter: Optional[tf.estimator.Exporter]
+
+  def train_and_evaluate(self):
+    """tf.estimator.train_and_evaluate with this task's hooks; its (eval result, exports)."""
+    clock = hooks_lib.TrainingClock()  # logged throughput leaves out evaluations and exports
+    hooks = train_hooks(self.cfg, self.estimator, self.primary_eval, self.task, clock)
+    return tf.estimator.train_and_evaluate(
+        self.estimator,
+        tf.estimator.TrainSpec(self.train_input_fn, max_steps=self.cfg.run.train_steps,
+                               hooks=hooks, saving_listeners=[hooks_lib.PauseClockListener(clock)]),
+        self.eval_spec)
+
+  def result(self, eval_result: Optional[Mapping[str, object]]) -> RunResult:
+    """The run's result: with `eval_result` (the chief's or the local process's final
+    evaluation) its metrics and the final export; without (a worker, the evaluator) the step."""
+    model_dir = self.cfg.run.model_dir
+    if eval_result is None:
+      latest = tf.train.latest_checkpoint(model_dir)
+      return RunResult(global_step=checkpoint_info.checkpoint_step(latest) if latest else 0,
+                       metrics={}, model_dir=model_dir, exports={})
+    exports = {}
+    if self.final_exporter is not None:
+      exports[FINAL_EXPORT] = _final_export(self.estimator, self.final_exporter, eval_result)
+    metrics = {estimator_lib.PRIMARY_EVAL: retention.scalars(eval_result), **self.eval_sets.last_results}
+    return RunResult(global_step=int(metrics[estimator_lib.PRIMARY_EVAL]["global_step"]), metrics=metrics,
+                     model_dir=model_dir, exports=exports)
+
+
+def _run_local(t: _Task) -> RunResult:
+  """One process: train and evaluate; a rerun of a finished or early-stopped run evaluates
+  the latest checkpoint again. Exports as it goes and at the end."""
+  eval_result = None
+  if not _stopped_early_before(t.cfg, t.estimator):
+    eval_result, _ = t.train_and_evaluate()  # None when resumed at or past train_steps
+  if eval_result is None:
+    eval_result = t.estimator.evaluate(t.primary_eval)
+    t.eval_sets.evaluate(t.estimator)
+  return t.result(eval_result)
+
+
+def _run_chief(t: _Task) -> RunResult:
+  """A cluster's chief: trains, then evaluates the final checkpoint itself (the evaluator may
+  be missing or still busy) and is the one task that exports."""
+  t.train_and_evaluate()  # None on a cluster's chief
+  eval_result, _ = distribution.final_evaluate_and_export(t.estimator, t.primary_eval, [])
+  t.eval_sets.evaluate(t.estimator)
+  return t.result(eval_result)
+
+
+def _run_worker(t: _Task) -> RunResult:
+  t.train_and_evaluate()
+  return t.result(None)
+
+
+def _run_evaluator(t: _Task) -> RunResult:
+  # Not train_and_evaluate's own evaluator loop: that one ends the process when the chief's
+  # keep_checkpoint_max retention deletes the checkpoint it is about to restore.
+  retention.evaluate_new_checkpoints(t.estimator, t.eval_spec, t.cfg.run.train_steps)
+  return t.result(None)
+
+
+_ROLES = {distribution.LOCAL: _run_local, distribution.CHIEF: _run_chief,
+          distribution.WORKER: _run_worker, distribution.EVALUATOR: _run_evaluator}
 
 
 def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_data: bool = False,
@@ -399,23 +316,24 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
     argv: the full command line (sys.argv: program and flags), recorded in the run record.
 
   Returns:
-    The final evaluation of every eval set.
+    The final evaluation of every eval set (on a worker or the evaluator: only the step).
 
   Raises:
     input_fns.errors.UserInputError: bad data, config or model_dir (nothing in model_dir is changed).
   """
   task = distribution.current_task()  # TF_CONFIG is validated before anything starts
+  role = distribution.role(task)
   distribution.configure_gpus(cfg.distribution)  # before anything initialises the devices
   strategies = distribution.make_strategies(cfg.distribution, task)
   distribution.check_batch_size(cfg.data.batch_size, strategies[0])
-  if task is not None and task.is_ps:
-    distribution.serve_parameter_server(cfg.distribution, task)  # until the job is stopped
-  chief = distribution.writes_outputs(task)
+  if role == distribution.PS:
+    distribution.serve_parameter_server(cfg.distribution, task)  # never returns
+  chief = role in (distribution.LOCAL, distribution.CHIEF)
   if create_default_data and not chief:
     distribution.wait_for_path(os.path.join(cfg.data.data_dir, manifest_lib.FILENAME),
                                cfg.distribution.session_timeout_secs,
                                "the dataset the chief writes,")
-  data = open_data(cfg, create_default=create_default_data and chief)
+  data = estimator_lib.open_data(cfg, create_default=create_default_data and chief)
   if chief:
     prepare_model_dir(cfg, fresh)
   _seed_everything(cfg)
@@ -429,91 +347,35 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
         config=cfg.to_json_dict(), resolved=dataclasses.asdict(cfg.cadence)))
 
   input_part = distribution.per_worker_input(task, strategies[0])
-  train_in = train_input_fn(cfg, data, *input_part)
-  warm_start = prepare_warm_start(cfg, data.spec, train_input_fn(cfg, data, *input_part,
-                                                                 stacked=False), chief)
-  estimator = build_estimator(cfg, data.spec, warm_start, task=task, strategies=strategies)
-  primary_eval = eval_input_fn(cfg, data.primary)
-  extra = _EvalSetsExporter({name: eval_input_fn(cfg, m) for name, m in data.eval_sets.items()})
+  warm_start = estimator_lib.prepare_warm_start(
+      cfg, data.spec, estimator_lib.train_input_fn(cfg, data, *input_part, stacked=False), chief)
+  estimator = estimator_lib.build_estimator(cfg, data.spec, warm_start, task=task,
+                                            strategies=strategies)
+  primary_eval = estimator_lib.eval_input_fn(cfg, data.primary)
+  eval_sets = EvalSets({name: estimator_lib.eval_input_fn(cfg, m)
+                        for name, m in data.eval_sets.items()})
   # The chief and the evaluator both evaluate the final checkpoint into the same directories.
   distribution.own_event_files(task, [estimator.eval_dir()] +
-                               [estimator.eval_dir(name) for name in data.eval_sets])
-  exporters = [extra] if data.eval_sets else []
+                               [estimator.eval_dir(name) for name in eval_sets.names])
+  exporters = [eval_sets] if eval_sets.names else []
   if cfg.run.keep_best > 0:
-    exporters.append(checkpoints.BestCheckpointExporter(
+    exporters.append(retention.BestCheckpointExporter(
         cfg.run.best_metric, cfg.run.best_metric_higher_is_better, keep=cfg.run.keep_best))
   periodic_exports, final_exporter = serving_exporters(cfg, data) if chief else ([], None)
-  if task is None:  # in a cluster only the chief exports, at the end (below)
+  if role == distribution.LOCAL:  # in a cluster only the chief exports, at the end
     exporters.extend(periodic_exports)
   eval_spec = tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
                                     **distribution.eval_spec_timing(task))
-  if task is None and _stopped_early_before(cfg, estimator):
-    outcome = (None, None)  # as a run resumed at train_steps: evaluate and export below
-  elif task is not None and task.is_evaluator:
-    # Not train_and_evaluate's own evaluator loop: that one ends the process when the chief's
-    # keep_checkpoint_max retention deletes the checkpoint it is about to restore.
-    checkpoints.evaluate_new_checkpoints(estimator, eval_spec, cfg.run.train_steps)
-    outcome = None
-  else:
-    clock = hooks_lib.TrainingClock()  # logged throughput leaves out evaluations and exports
-    outcome = tf.estimator.train_and_evaluate(
-        estimator,
-        tf.estimator.TrainSpec(train_in, max_steps=cfg.run.train_steps,
-                               hooks=train_hooks(cfg, estimator, primary_eval, task, clock),
-                               saving_listeners=[hooks_lib.PauseClockListener(clock)]),
-        eval_spec)
-  if task is not None:  # a cluster: nothing to return on any task but the chief
-    if not task.is_chief:
-      latest = tf.train.latest_checkpoint(cfg.run.model_dir)
-      return RunResult(global_step=checkpoint_info.checkpoint_step(latest) if latest else 0,
-                       metrics={}, model_dir=cfg.run.model_dir, exports={})
-    # The chief evaluates the final checkpoint itself (the evaluator may be missing or still
-    # busy) and is the one task that runs the SavedModel exporters.
-    eval_result, _ = distribution.final_evaluate_and_export(estimator, primary_eval, [])
-    for name, input_fn in extra._input_fns.items():  # pylint: disable=protected-access
-      extra.last_results[name] = checkpoints.scalars(estimator.evaluate(input_fn, name=name))
-  else:
-    eval_result = outcome[0]
-  if eval_result is None:  # resumed at or past train_steps: nothing new was evaluated
-    eval_result = estimator.evaluate(primary_eval)
-    for name, input_fn in extra._input_fns.items():  # pylint: disable=protected-access
-      extra.last_results[name] = checkpoints.scalars(estimator.evaluate(input_fn, name=name))
-  exports = {}
-  if final_exporter is not None:
-    exports[FINAL_EXPORT] = _final_export(estimator, final_exporter, eval_result)
-  metrics = {PRIMARY_EVAL: checkpoints.scalars(eval_result), **extra.last_results}
-  return RunResult(global_step=int(metrics[PRIMARY_EVAL]["global_step"]), metrics=metrics,
-                   model_dir=cfg.run.model_dir, exports=exports)
-
-
-def check_trained_spec(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest) -> None:
-  """Refuses a dataset whose feature spec differs from the one the run trained on (the
-  model's graph would not build on its features).
-
-  Raises:
-    input_fns.errors.UserInputError: naming both directories.
-  """
-  if not tf.io.gfile.exists(os.path.join(cfg.data.data_dir, manifest_lib.FILENAME)):
-    return  # the training data is gone (another machine): nothing to compare with
-  if manifest_lib.read(cfg.data.data_dir).spec != m.spec:
-    raise config_lib.ConfigError(
-        f"{m.directory} has a different feature spec from {cfg.data.data_dir}, the data "
-        f"this model was trained on")
+  return _ROLES[role](_Task(cfg, task, estimator, estimator_lib.train_input_fn(
+      cfg, data, *input_part), primary_eval, eval_sets, eval_spec, final_exporter))
 
 
 def diagnose_input(cfg: config_lib.ExperimentConfig, create_default_data: bool = False,
-                   seconds: float = 5.0) -> diagnose.Diagnosis:
+                   seconds: float = 5.0) -> input_diagnosis.Diagnosis:
   """Is this run input-bound? Measures the training input_fn against the model's consumption
   (estimator_app/training/input_diagnosis.py), logs the verdict and the knob to turn."""
-  data = open_data(cfg, create_default=create_default_data)
-  return diagnose.diagnose_input(train_input_fn(cfg, data), build_model_fn(cfg, data.spec),
-                                 seconds=seconds,
-                                 log_dir=os.path.join(cfg.run.model_dir, "diagnose_input"))
-
-
-def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: str,
-             checkpoint_path: str, name: Optional[str] = None) -> Dict[str, object]:
-  """Full evaluation of one checkpoint on one split; returns every metric (non-scalar too)."""
-  estimator = build_estimator(cfg, m.spec)
-  return estimator.evaluate(eval_input_fn(cfg, m, split), checkpoint_path=checkpoint_path,
-                            name=name)
+  data = estimator_lib.open_data(cfg, create_default=create_default_data)
+  return input_diagnosis.diagnose_input(estimator_lib.train_input_fn(cfg, data),
+                                        estimator_lib.build_model_fn(cfg, data.spec),
+                                        seconds=seconds,
+                                        log_dir=os.path.join(cfg.run.model_dir, "diagnose_input"))

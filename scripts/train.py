@@ -35,8 +35,8 @@ def summary(cfg: config_lib.ExperimentConfig, result: runner.RunResult) -> str:
   for name, m in result.metrics.items():
     acc = f"accuracy {m['accuracy']:.4f}" if "accuracy" in m else ""
     lines.append(f"  {name} {acc}  loss {m.get('loss', float('nan')):.4f}")
-  if runner.PRIMARY_EVAL in result.metrics:
-    lines.append(f"eval accuracy: {result.metrics[runner.PRIMARY_EVAL].get('accuracy', float('nan')):.4f}")
+  if result.primary is not None:
+    lines.append(f"eval accuracy: {result.primary.get('accuracy', float('nan')):.4f}")
   else:
     lines.append("(a worker or the evaluator of a cluster: the chief reports the final evaluation)")
   lines.append(f"checkpoints, config.json and TensorBoard logs: {result.model_dir}")

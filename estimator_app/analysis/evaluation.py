@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from estimator_app import config as config_lib
-from estimator_app import runner
+from estimator_app import estimator as estimator_lib
 from estimator_app.analysis import plots
 from estimator_app.checkpoints import retention as checkpoints
 from input_fns import errors
@@ -58,8 +58,8 @@ def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: 
       trained on, or the split does not exist.
   """
   m.shards(split)
-  runner.check_trained_spec(cfg, m)
-  result = runner.evaluate(cfg, m, split, checkpoint, name=f"evaluate_{split}")
+  estimator_lib.check_trained_spec(cfg, m)
+  result = estimator_lib.evaluate(cfg, m, split, checkpoint, name=f"evaluate_{split}")
   matrix = result.pop(metrics_lib.CONFUSION_MATRIX, None)
   scalars = {k: float(v) for k, v in result.items() if np.ndim(v) == 0}
   return Report(checkpoint=checkpoint, data_dir=m.directory, split=split,

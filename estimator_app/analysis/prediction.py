@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from estimator_app import config as config_lib
-from estimator_app import runner
+from estimator_app import estimator as estimator_lib
 from input_fns import errors
 from input_fns import feature_spec as fs
 from input_fns import files as files_lib
@@ -45,9 +45,9 @@ def predict_records(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, 
     errors.UserInputError: the dataset's feature spec differs from the one the model was
       trained on (its graph would not build on these features).
   """
-  runner.check_trained_spec(cfg, m)
-  estimator = runner.build_estimator(cfg, m.spec)
-  input_fn = runner.eval_input_fn(cfg, m, split, ordered=True)
+  estimator_lib.check_trained_spec(cfg, m)
+  estimator = estimator_lib.build_estimator(cfg, m.spec)
+  input_fn = estimator_lib.eval_input_fn(cfg, m, split, ordered=True)
   # Read eagerly before predict(): its generator holds a graph context while it yields.
   labels = np.concatenate([batch for _, batch in input_fn().as_numpy_iterator()])
   predictions = estimator.predict(input_fn, checkpoint_path=checkpoint,
@@ -90,7 +90,7 @@ def predict_images(cfg: config_lib.ExperimentConfig, spec: fs.FeatureSpec, paths
     return ds.batch(cfg.data.eval_batch_size).map(
         lambda f: preprocessing.apply(chain, f, spec, training=False))
 
-  estimator = runner.build_estimator(cfg, spec)
+  estimator = estimator_lib.build_estimator(cfg, spec)
   predictions = estimator.predict(input_fn, checkpoint_path=checkpoint)
   return _rows(predictions, paths, [None] * len(paths), spec.label_names)
 

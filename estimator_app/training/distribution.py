@@ -76,6 +76,7 @@ MASTER = "master"  # the legacy name of the chief
 WORKER = "worker"
 PS = "ps"
 EVALUATOR = "evaluator"
+LOCAL = "local"  # the role of a process with no TF_CONFIG cluster
 CLUSTER_JOBS = (CHIEF, MASTER, WORKER, PS)
 TASK_TYPES = CLUSTER_JOBS + (EVALUATOR,)
 
@@ -554,6 +555,14 @@ def per_worker_input(task: Optional[ClusterTask], train_distribute) -> Tuple[int
 
 
 # --- Roles --------------------------------------------------------------------------------
+
+
+def role(task: Optional[ClusterTask]) -> str:
+  """This process's role in the run: LOCAL (no cluster), CHIEF (chief or master), WORKER, PS
+  or EVALUATOR."""
+  if task is None:
+    return LOCAL
+  return CHIEF if task.is_chief else task.task_type
 
 
 def writes_outputs(task: Optional[ClusterTask]) -> bool:

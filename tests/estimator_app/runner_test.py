@@ -8,6 +8,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from estimator_app import config as config_lib
+from estimator_app import estimator as estimator_lib
 from estimator_app import runner
 from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention as checkpoints
@@ -20,7 +21,7 @@ class RunnerTest(tf.test.TestCase, parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.data_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "digits")
-    runner.load_dataset(cls.data_dir, create_default=True)
+    estimator_lib.load_dataset(cls.data_dir, create_default=True)
 
   def _cfg(self, model_dir=None, **sections):
     d = {"model": "dnn", "data": {"data_dir": self.data_dir},
@@ -116,9 +117,19 @@ class RunnerTest(tf.test.TestCase, parameterized.TestCase):
     d = runner.diagnose_input(cfg, seconds=0.5)
     self.assertGreater(d.input_examples_per_sec, 0)
     self.assertGreater(d.model_examples_per_sec, 0)
-    self.assertAllClose(d.headroom, d.input_examples_per_sec / d.model_examples_per_sec, rtol=1e-6)
-    self.assertIn("input", d.advice)
-    self.assertNotEmpty(tf.io.gfile.glob(os.path.join(cfg.run.model_dir, "diagnose_input", "**")))
+    # The verdict printed is the one returned: the knobs only when it says input-bound.
+    self.assertEqual("INPUT-BOUND" in d.advice, d.input_bound, d.advice)
+    self.assertEqual("--cache" in d.advice, d.input_bound, d.advice)
+    # The figures reach TensorBoard under the run's model_dir, as returned.
+    written = {}
+    log_dir = os.path.join(cfg.run.model_dir, "diagnose_input")
+    for path in tf.io.gfile.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+      for e in tf.compat.v1.train.summary_iterator(path):
+        for v in e.summary.value:
+          written[v.tag] = float(tf.make_ndarray(v.tensor))
+    self.assertAllClose(written["diagnose_input/headroom"], d.headroom, rtol=1e-5)
+    self.assertAllClose(written["diagnose_input/trained_examples_per_sec"],
+                        d.trained_examples_per_sec, rtol=1e-5)
 
   def test_steps_per_run_keeps_every_cadence_in_global_steps(self):
     # 5 steps per session.run: the stock hooks count runs (or assume one step per run); every
@@ -138,7 +149,7 @@ class RunnerTest(tf.test.TestCase, parameterized.TestCase):
     losses = sorted(step for step, tag in _events(cfg.run.model_dir) if tag == "loss")
     self.assertGreaterEqual(len(losses), 5)
     self.assertEqual(set(np.diff(losses)), {10}, losses)  # save_summary_steps = log_every = 10
-    quick = {step for step, tag in _events(os.path.join(cfg.run.model_dir, "eval_" + runner.QUICK_EVAL))
+    quick = {step for step, tag in _events(os.path.join(cfg.run.model_dir, "eval_" + estimator_lib.QUICK_EVAL))
              if tag == "accuracy"}
     self.assertTrue({20, 40}.issubset(quick), quick)
     self.assertEqual([r["step"] for r in logged], [5, 15, 25, 35, 45, 55])

@@ -9,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from estimator_app import config as config_lib
+from estimator_app import estimator as estimator_lib
 from estimator_app import runner
 from estimator_app.analysis import evaluation
 from estimator_app.checkpoints import retention as checkpoints
@@ -25,7 +26,7 @@ class EvaluatePredictTest(tf.test.TestCase):
     super().setUpClass()
     cls.root = tf.compat.v1.test.get_temp_dir() + "/evaluate_predict"
     data_dir = os.path.join(cls.root, "digits")
-    runner.load_dataset(data_dir, create_default=True)
+    estimator_lib.load_dataset(data_dir, create_default=True)
     cfg = config_lib.from_dict(
         {"model": "dnn", "data": {"data_dir": data_dir},
          "run": {"model_dir": os.path.join(cls.root, "run"), "train_steps": 80,

@@ -12,6 +12,7 @@ from absl import flags
 from absl.testing import flagsaver
 
 from estimator_app import config as config_lib
+from estimator_app import estimator as estimator_lib
 from estimator_app import runner
 from estimator_app.training import run_record
 from scripts import experiment_flags
@@ -41,7 +42,7 @@ class TrainTest(tf.test.TestCase):
     super().setUp()
     self.root = self.create_tempdir().full_path
     self.data_dir = os.path.join(self.root, "digits")
-    runner.load_dataset(self.data_dir, create_default=True)
+    estimator_lib.load_dataset(self.data_dir, create_default=True)
 
   def _cfg(self, **flag_values):
     values = dict(data_dir="digits", model_dir="run", model="dnn", train_steps=60,
@@ -95,7 +96,7 @@ class TrainTest(tf.test.TestCase):
 
   def test_run_record_keeps_the_command_line_and_every_source(self):
     other = os.path.join(self.root, "digits2")
-    runner.load_dataset(other, create_default=True, seed=7)
+    estimator_lib.load_dataset(other, create_default=True, seed=7)
     cfg = self._cfg(train_steps=10, save_checkpoints_steps=10, quick_eval_steps=0,
                     log_every_steps=10, train_data="digits:0.5,digits2:0.5")
     argv = ["scripts/train.py", "--train_steps=10", "--train_data=digits:0.5,digits2:0.5",

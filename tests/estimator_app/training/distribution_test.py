@@ -21,6 +21,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from estimator_app import config as config_lib  # pylint: disable=g-import-not-at-top
 from estimator_app.training import distribution  # pylint: disable=g-import-not-at-top
+from estimator_app import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
 from estimator_app import runner  # pylint: disable=g-import-not-at-top
 from input_fns import errors  # pylint: disable=g-import-not-at-top
 from tests.testing import distributed_driver  # pylint: disable=g-import-not-at-top
@@ -254,7 +255,7 @@ class MirroredTest(tf.test.TestCase, parameterized.TestCase):
   def setUp(self):
     super().setUp()
     self.data_dir = os.path.join(self.create_tempdir().full_path, "digits")
-    runner.load_dataset(self.data_dir, create_default=True)
+    estimator_lib.load_dataset(self.data_dir, create_default=True)
 
   def _train(self, **args):
     run = dict(distributed_driver.DEFAULTS, data_dir=self.data_dir,
@@ -311,7 +312,7 @@ class MirroredRunnerTest(tf.test.TestCase, parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.data_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "digits")
-    runner.load_dataset(cls.data_dir, create_default=True)
+    estimator_lib.load_dataset(cls.data_dir, create_default=True)
 
   def _train(self, clip_norm, **distribution_flags):
     model_dir = self.create_tempdir().full_path
@@ -409,7 +410,7 @@ class XlaTest(tf.test.TestCase):
 
   def test_xla_compiles_the_training_graph(self):
     data_dir = os.path.join(self.create_tempdir().full_path, "digits")
-    runner.load_dataset(data_dir, create_default=True)
+    estimator_lib.load_dataset(data_dir, create_default=True)
     outputs = {}
     for xla in (False, True):
       args = dict(data_dir=data_dir, model_dir=self.create_tempdir().full_path, train_steps=10,

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from estimator_app import runner
+from estimator_app import estimator as estimator_lib
 from estimator_app.training import distribution
 from estimator_app.training import local_cluster
 from input_fns import digits
@@ -252,7 +252,7 @@ class ClusterTrainingTest(tf.test.TestCase):
     super().setUp()
     self.root = self.create_tempdir().full_path
     self.data_dir = os.path.join(self.root, "digits")
-    runner.load_dataset(self.data_dir, create_default=True)
+    estimator_lib.load_dataset(self.data_dir, create_default=True)
 
   def _cluster(self, workers, ps, evaluator, **args):
     model_dir = os.path.join(self.root, "run")
@@ -367,7 +367,7 @@ class TrainEntryPointTest(tf.test.TestCase):
     super().setUp()
     self.root = self.create_tempdir().full_path
     self.data_dir = os.path.join(self.root, "digits")
-    runner.load_dataset(self.data_dir, create_default=True)
+    estimator_lib.load_dataset(self.data_dir, create_default=True)
     self.model_dir = os.path.join(self.root, "run")
 
   def _flags(self, **extra):

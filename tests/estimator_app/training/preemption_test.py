@@ -13,7 +13,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from estimator_app import runner
+from estimator_app import estimator as estimator_lib
 from estimator_app.training import preemption
 from tests.testing import distributed_driver
 
@@ -130,7 +130,7 @@ class PreemptedProcessTest(tf.test.TestCase):
   def test_sigterm_mid_run_then_restart_resumes(self):
     root = self.create_tempdir().full_path
     data_dir = os.path.join(root, "digits")
-    runner.load_dataset(data_dir, create_default=True)
+    estimator_lib.load_dataset(data_dir, create_default=True)
     model_dir = os.path.join(root, "run")
     args = dict(data_dir=data_dir, model_dir=model_dir, train_steps=100000,
                 save_checkpoints_steps=100000, step_sleep_secs=0.02)
