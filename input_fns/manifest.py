@@ -83,6 +83,19 @@ class Manifest:
       raise ManifestError(f"{self.path}: no {role!r} asset; it has {sorted(self.assets)}")
     return os.path.join(self.directory, self.assets[role])
 
+  def describe(self) -> str:
+    """A few lines for people: splits with counts and shards, the features, the assets."""
+    lines = [f"dataset: {self.directory}"]
+    for split in sorted(self.splits):
+      lines.append(f"  {split}: {self.count(split):,} examples in {len(self.shards(split))} shards")
+    f = self.spec.input_feature
+    lines.append(f"  {self.spec.kind} {f.name!r} {f.dtype}{list(f.shape)}, "
+                 f"{self.spec.num_classes} classes")
+    for role, name in sorted(self.assets.items()):
+      lines.append(f"  {role}: {name}")
+    lines.append(f"  manifest: {self.path}")
+    return "\n".join(lines)
+
   def to_json_dict(self) -> Dict[str, Any]:
     return {
         "writer_version": self.writer_version,

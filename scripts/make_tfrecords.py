@@ -36,23 +36,9 @@ def convert(cfg: make_tfrecords_flags.MakeTfrecordsConfig) -> manifest_lib.Manif
   return writer.write(cfg.output_dir, source, cfg.write)
 
 
-def summary(m: manifest_lib.Manifest) -> str:
-  """A few lines describing a written dataset."""
-  lines = [f"dataset: {m.directory}"]
-  for split in sorted(m.splits):
-    lines.append(f"  {split}: {m.count(split):,} examples in {len(m.shards(split))} shards")
-  f = m.spec.input_feature
-  lines.append(f"  {m.spec.kind} {f.name!r} {f.dtype}{list(f.shape)}, "
-               f"{m.spec.num_classes} classes")
-  for role, name in sorted(m.assets.items()):
-    lines.append(f"  {role}: {name}")
-  lines.append(f"  manifest: {m.path}")
-  return "\n".join(lines)
-
-
 def main(argv):
   del argv
-  print(summary(convert(make_tfrecords_flags.config_from_flags())))
+  print(convert(make_tfrecords_flags.config_from_flags()).describe())
 
 
 if __name__ == "__main__":

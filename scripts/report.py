@@ -10,15 +10,13 @@ the PNG's path with .csv) has one row per point: run,source,tag,step,value,wall_
 Relative paths are taken from the directory you ran the command in.
 """
 
-import dataclasses
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
 
 from absl import flags
 
 from estimator_app import paths
-from estimator_app.analysis import plots
+from estimator_app.analysis import report_job
 from estimator_app.analysis import reporting
 from scripts import cli
 
@@ -32,41 +30,7 @@ _TAGS = flags.DEFINE_list(
 _TITLE = flags.DEFINE_string("title", None, "Figure title (default: the run names).")
 
 
-@dataclasses.dataclass(frozen=True)
-class ReportConfig:
-  """What to report.
-
-  Attributes:
-    runs: run directories, absolute.
-    output: PNG path, absolute.
-    csv: CSV path, absolute.
-    tags: tag names or globs.
-    title: figure title, or None for the run names.
-  """
-  runs: Tuple[str, ...]
-  output: str
-  csv: str
-  tags: Tuple[str, ...] = reporting.DEFAULT_TAGS
-  title: Optional[str] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ReportResult:
-  """What make_report wrote and found.
-
-  Attributes:
-    runs: the runs read.
-    tags: the tags drawn, one panel each.
-    missing_tags: requested tags (or globs) that none of the runs have.
-    num_rows: CSV data rows written.
-  """
-  runs: Tuple[reporting.RunScalars, ...]
-  tags: Tuple[str, ...]
-  missing_tags: Tuple[str, ...]
-  num_rows: int
-
-
-def config_from_flags() -> ReportConfig:
+def config_from_flags() -> report_job.ReportConfig:
   """Reads the flags once into the config passed down.
 
   Raises:
@@ -76,38 +40,16 @@ def config_from_flags() -> ReportConfig:
     raise reporting.ReportError("--runs is required: comma-separated run directories")
   output = paths.resolve_path(_OUTPUT.value)
   csv = paths.resolve_path(_CSV.value) if _CSV.value else os.path.splitext(output)[0] + ".csv"
-  return ReportConfig(runs=tuple(paths.resolve_path(r) for r in _RUNS.value), output=output,
-                      csv=csv, tags=tuple(_TAGS.value or reporting.DEFAULT_TAGS),
-                      title=_TITLE.value)
-
-
-def _missing(runs: Sequence[reporting.RunScalars], tags: Sequence[str]) -> List[str]:
-  return [t for t in tags if not any(r.select([t]) for r in runs)]
-
-
-def make_report(cfg: ReportConfig) -> ReportResult:
-  """Reads the runs, draws the PNG and writes the CSV.
-
-  A requested tag that no run has is skipped (a run stopped before its first evaluation has
-  no accuracy yet) and reported in the result; if none of them is found, nothing is written.
-
-  Raises:
-    reporting.ReportError: a run directory without event files, or none of the tags found.
-  """
-  runs = reporting.read_runs(cfg.runs)
-  missing = _missing(runs, cfg.tags)
-  if len(missing) == len(cfg.tags):
-    reporting.check_tags(runs, cfg.tags)  # raises, naming the tags the runs do have
-  present = [t for t in cfg.tags if t not in missing]
-  drawn = plots.plot_curves(runs, cfg.output, tags=present, title=cfg.title)
-  num_rows = reporting.write_csv(runs, cfg.csv, patterns=present)
-  return ReportResult(tuple(runs), tuple(drawn), tuple(missing), num_rows)
+  return report_job.ReportConfig(runs=tuple(paths.resolve_path(r) for r in _RUNS.value),
+                                 output=output, csv=csv,
+                                 tags=tuple(_TAGS.value or reporting.DEFAULT_TAGS),
+                                 title=_TITLE.value)
 
 
 def main(argv):
   del argv
   cfg = config_from_flags()
-  result = make_report(cfg)
+  result = report_job.make_report(cfg)
   for tag in result.missing_tags:
     have = sorted({t for r in result.runs for t in r.tags()})
     print(f"note: tag {tag!r} is in none of the runs; they have: {', '.join(have)}",

@@ -4,4 +4,5 @@
   prediction.py  batch inference of a checkpoint to JSONL or CSV
   reporting.py   scalar curves read back from TensorBoard event files
   plots.py       PNG figures: training curves, confusion matrices
+  report_job.py  the report job: curves of several runs as a PNG and a CSV
 """

@@ -39,6 +39,16 @@ class ManifestTest(tf.test.TestCase, parameterized.TestCase):
     m.verify("train")
     m.verify("eval")
 
+  def test_describe_lists_splits_features_and_assets(self):
+    m = dataclasses.replace(self._dataset(), assets={"vocab": "vocab.txt"})
+    self.assertEqual(m.describe().splitlines(), [
+        f"dataset: {m.directory}",
+        "  eval: 2 examples in 2 shards",
+        "  train: 8 examples in 2 shards",
+        "  image 'image' uint8[2, 2, 1], 2 classes",
+        "  vocab: vocab.txt",
+        f"  manifest: {m.path}"])
+
   def test_assets(self):
     m = manifest_lib.Manifest(directory="/d", spec=_SPEC, splits={}, compression="", source={},
                               assets={"vocab": "vocab.txt"})

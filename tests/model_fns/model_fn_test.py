@@ -13,7 +13,7 @@ from absl.testing import parameterized
 from input_fns import errors
 from model_fns import model_fn as mf
 from model_fns import registry
-from tests.model_fns import tiny_model
+from tests.testing import tiny_model
 
 TRAIN = tf.estimator.ModeKeys.TRAIN
 EVAL = tf.estimator.ModeKeys.EVAL

@@ -14,7 +14,7 @@ from model_fns import hparams as hparams_lib
 from model_fns import layers
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
-from tests.model_fns import model_testing as mt
+from tests.testing import models as mt
 
 TRAIN, EVAL, PREDICT = (tf.estimator.ModeKeys.TRAIN, tf.estimator.ModeKeys.EVAL,
                         tf.estimator.ModeKeys.PREDICT)

@@ -10,7 +10,7 @@ from absl.testing import parameterized
 from model_fns import model_fn as mf
 from model_fns import multi_step
 from model_fns import registry
-from tests.model_fns import tiny_model
+from tests.testing import tiny_model
 
 TRAIN = tf.estimator.ModeKeys.TRAIN
 

@@ -8,7 +8,7 @@ from absl.testing import parameterized
 from input_fns import feature_spec as fs
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
-from tests.model_fns import model_testing as mt
+from tests.testing import models as mt
 
 BATCH = 32
 MAX_STEPS = 500

@@ -13,7 +13,7 @@ from input_fns import feature_spec as fs
 from model_fns import hparams as hparams_lib
 from model_fns import layers
 from model_fns import registry
-from tests.model_fns import model_testing as mt
+from tests.testing import models as mt
 
 # Input shapes the defaults must handle: the embedded 8x8 digits, MNIST-like 28x28 grey and
 # CIFAR-like 32x32 colour images, token ids and a numeric vector.

@@ -244,7 +244,9 @@ class BadInputTest(parameterized.TestCase):
     self.assertFalse(os.path.exists(f"{root}/pwned"), "a config value was executed")
     self.assertFalse(os.path.exists(f"{root}/ds"), "a failed conversion left a dataset dir")
     self.assertFalse(os.path.exists(f"{root}/new_run/checkpoint"))
-    self.assertFalse(os.path.exists(f"{root}/out/p.jsonl.tmp"))
+    out = f"{root}/out"  # no temporary file of an atomic write left behind (.p.jsonl.<id>.tmp)
+    self.assertEqual([n for n in (os.listdir(out) if os.path.isdir(out) else [])
+                      if n.endswith(".tmp")], [], out)
 
   def test_there_are_at_least_25_cases_across_every_script(self):
     self.assertGreaterEqual(len(CASES), 25)

@@ -75,7 +75,7 @@ class DiskFullTest(absltest.TestCase):
     self.assertRegex(result.stderr.strip().splitlines()[-1],
                      r"^error: .*(No space left on device|Resource exhausted)")
     self.assertNotIn("Traceback", result.stderr)
-    self.assertEqual(sorted(os.listdir(self.mnt)), ["filler"])  # no p.jsonl, no p.jsonl.tmp
+    self.assertEqual(sorted(os.listdir(self.mnt)), ["filler"])  # no p.jsonl, no .p.jsonl.<id>.tmp
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
     before = testutil.dir_snapshot(out)
     self.assertEqual(make_tfrecords.convert(cfg), m)
     self.assertEqual(testutil.dir_snapshot(out), before)
-    text = make_tfrecords.summary(m)
+    text = m.describe()
     self.assertIn("train: 30 examples in 2 shards", text)
     self.assertIn("image 'image' uint8[4, 4, 1], 4 classes", text)
 

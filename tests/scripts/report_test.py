@@ -1,6 +1,6 @@
-"""//scripts:report: flags to config, PNG + CSV over several runs, and the binary's exit codes."""
+"""//scripts:report: flags to config, and the binary over a real run and its exit codes
+(make_report itself: tests/estimator_app/analysis/report_job_test.py)."""
 
-import csv
 import os
 import subprocess
 import sys
@@ -8,6 +8,7 @@ import sys
 import tensorflow as tf
 from absl.testing import flagsaver
 
+from estimator_app.analysis import report_job
 from estimator_app.analysis import reporting
 from scripts import report
 from tests.testing import finished_run
@@ -22,17 +23,6 @@ def _run_binary(args, cwd):
 
 class ReportTest(tf.test.TestCase):
 
-  def _runs(self):
-    root = self.create_tempdir("runs").full_path
-    a, b = os.path.join(root, "a"), os.path.join(root, "b")
-    for i, d in enumerate([a, b]):
-      finished_run.write_tf1_scalars(d, {"loss": [(s, 1.0 / (s + 1) + i) for s in range(0, 50, 10)],
-                                         "global_step/sec": [(10, 50.0)]})
-      finished_run.write_tf1_scalars(os.path.join(d, "eval"),
-                                     {"accuracy": [(25, 0.5 + i / 10), (50, 0.75 + i / 10)],
-                                      "loss": [(25, 0.7), (50, 0.6)]})
-    return root, a, b
-
   def test_config_from_flags_resolves_against_the_working_directory(self):
     root = self.create_tempdir().full_path
     os.environ["BUILD_WORKING_DIRECTORY"] = root
@@ -43,7 +33,7 @@ class ReportTest(tf.test.TestCase):
         explicit = report.config_from_flags()
     finally:
       del os.environ["BUILD_WORKING_DIRECTORY"]
-    self.assertEqual(cfg, report.ReportConfig(
+    self.assertEqual(cfg, report_job.ReportConfig(
         runs=(os.path.join(root, "runs/a"), "/abs/b"), output=os.path.join(root, "out/c.png"),
         csv=os.path.join(root, "out/c.csv"), tags=("loss",), title=None))
     self.assertEqual(explicit.csv, os.path.join(root, "numbers.csv"))
@@ -53,40 +43,6 @@ class ReportTest(tf.test.TestCase):
     with flagsaver.flagsaver(runs=None):
       with self.assertRaisesRegex(reporting.ReportError, "--runs is required"):
         report.config_from_flags()
-
-  def test_png_and_csv_of_two_runs(self):
-    root, a, b = self._runs()
-    out = self.create_tempdir("out").full_path
-    cfg = report.ReportConfig(runs=(a, b), output=os.path.join(out, "c.png"),
-                              csv=os.path.join(out, "c.csv"),
-                              tags=("loss", "accuracy", "learning_rate"))
-
-    result = report.make_report(cfg)
-
-    self.assertEqual(result.tags, ("loss", "accuracy"))
-    self.assertEqual(result.missing_tags, ("learning_rate",))
-    self.assertEqual([r.name for r in result.runs], ["a", "b"])
-    self.assertGreater(os.path.getsize(cfg.output), 10_000)
-    with open(cfg.csv) as f:
-      table = list(csv.DictReader(f))
-    # Per run: 5 training losses, 2 eval losses, 2 eval accuracies; no global_step/sec.
-    self.assertLen(table, 18)
-    self.assertEqual(result.num_rows, 18)
-    self.assertEqual({(r["run"], r["source"], r["tag"]) for r in table},
-                     {(run, src, tag) for run in "ab" for src, tag in
-                      [("train", "loss"), ("eval", "loss"), ("eval", "accuracy")]})
-    last_b = [r for r in table if r["run"] == "b" and r["tag"] == "accuracy"][-1]
-    self.assertEqual((int(last_b["step"]), float(last_b["value"])),
-                     (50, finished_run.float32(0.85)))
-
-  def test_no_requested_tag_is_an_error_and_writes_nothing(self):
-    _, a, _ = self._runs()
-    out = self.create_tempdir().full_path
-    cfg = report.ReportConfig(runs=(a,), output=os.path.join(out, "c.png"),
-                              csv=os.path.join(out, "c.csv"), tags=("f1",))
-    with self.assertRaisesRegex(reporting.ReportError, "'f1' is in none.*accuracy"):
-      report.make_report(cfg)
-    self.assertEqual(os.listdir(out), [])
 
   def test_binary_over_an_estimator_run(self):
     work = self.create_tempdir("work").full_path

@@ -1,83 +1,76 @@
-"""A seconds-fast Estimator for the training-app tests: 4 features, 3 classes, a tiny MLP.
+"""The tiny model the model_fn builder tests train: its specs, hyperparameters and batches.
 
-Variables are made with tf.compat.v1.get_variable under fixed names (hidden/kernel [4, 8],
-hidden/bias [8], logits/kernel [8, 3], logits/bias [3]) so tests can name them. The learning
-rate is a piecewise schedule (params "learning_rate", optional "blowup_step" from which it is
-1e30, to make the loss diverge at a known step) and is summarised as "learning_rate".
+Entry points: MODEL (a registry.ModelDef over `build_logits`), TinyHParams, SPEC (4x4 grey
+images, 3 classes), VECTOR_SPEC (16 floats, 2 classes), `batch` (a learnable batch) and
+CAPTURED (tensors of the last graph built, for exact checks; tests clear it in setUp).
 """
 
-from typing import Callable, Optional
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
 
-NUM_FEATURES = 4
-NUM_CLASSES = 3
-HIDDEN = 8
-VARIABLES = {"hidden/kernel": (NUM_FEATURES, HIDDEN), "hidden/bias": (HIDDEN,),
-             "logits/kernel": (HIDDEN, NUM_CLASSES), "logits/bias": (NUM_CLASSES,)}
+from input_fns import feature_spec as fs
+from model_fns import registry
+
+# float32 pixels in [0, 1], as the model sees them after preprocessing.
+SPEC = fs.FeatureSpec(features=(fs.Feature("image", "float32", (4, 4, 1)),), input_key="image",
+                      kind=fs.IMAGE, label_names=("ant", "bee", "cat"), value_range=(0, 1))
+VECTOR_SPEC = fs.FeatureSpec(features=(fs.Feature("x", "float32", (16,), "float_list"),),
+                             input_key="x", kind=fs.VECTOR, label_names=("no", "yes"))
 
 
-def data(n: int = 64, seed: int = 0):
-  """Returns (x float32 [n, 4], y int64 [n]); y is the argmax of the first three features."""
-  rng = np.random.RandomState(seed)
-  x = rng.normal(size=(n, NUM_FEATURES)).astype(np.float32)
-  return x, np.argmax(x[:, :NUM_CLASSES], axis=1).astype(np.int64)
+@dataclasses.dataclass(frozen=True)
+class TinyHParams:
+  """The test model: flatten -> dense(hidden) -> [batch norm] -> relu -> dense logits * gain.
+
+  Attributes:
+    hidden: hidden width.
+    batch_norm: "" (none), "keras" (tf.keras layer; its updates stay in layer.updates only),
+      "update_ops" (tf.keras layer, updates added to UPDATE_OPS as model_fns/layers.py does),
+      "compat_v1" (tf.compat.v1.layers.batch_normalization, which fills UPDATE_OPS itself).
+    gain: multiplies the logits inside the model (in the compute dtype).
+    collection_l2: adds collection_l2 * sum(hidden kernel ** 2) to REGULARIZATION_LOSSES, as
+      tf.compat.v1-style models do.
+  """
+  hidden: int = 8
+  batch_norm: str = ""
+  gain: float = 1.0
+  collection_l2: float = 0.0
 
 
-def input_fn(n: int = 64, batch_size: int = 16, training: bool = True,
-             seed: int = 0) -> Callable[[], tf.data.Dataset]:
-  x, y = data(n, seed)
-
-  def fn():
-    ds = tf.data.Dataset.from_tensor_slices(({"x": x}, y))
-    if training:
-      ds = ds.shuffle(n, seed=seed).repeat()
-    return ds.batch(batch_size)
-
-  return fn
+CAPTURED = {}  # "hidden": the hidden layer's output in the last graph built
 
 
-def model_fn(features, labels, mode, params):
-  """An MLP whose learning rate comes from params (see the module docstring)."""
-  x = features["x"]
-  with tf.compat.v1.variable_scope("hidden"):
-    w = tf.compat.v1.get_variable("kernel", VARIABLES["hidden/kernel"])
-    b = tf.compat.v1.get_variable("bias", VARIABLES["hidden/bias"],
-                                  initializer=tf.compat.v1.zeros_initializer())
-    h = tf.nn.relu(tf.matmul(x, w) + b)
-  with tf.compat.v1.variable_scope("logits"):
-    w = tf.compat.v1.get_variable("kernel", VARIABLES["logits/kernel"])
-    b = tf.compat.v1.get_variable("bias", VARIABLES["logits/bias"],
-                                  initializer=tf.compat.v1.zeros_initializer())
-    logits = tf.matmul(h, w) + b
-  class_ids = tf.argmax(logits, axis=-1)
-  if mode == tf.estimator.ModeKeys.PREDICT:
-    return tf.estimator.EstimatorSpec(mode, predictions={"class_ids": class_ids,
-                                                         "logits": logits})
-  loss = tf.compat.v1.losses.sparse_softmax_cross_entropy(labels, logits)
-  if mode == tf.estimator.ModeKeys.EVAL:
-    return tf.estimator.EstimatorSpec(
-        mode, loss=loss,
-        eval_metric_ops={"accuracy": tf.compat.v1.metrics.accuracy(labels, class_ids)})
-  global_step = tf.compat.v1.train.get_or_create_global_step()
-  base = float(params.get("learning_rate", 0.1))
-  blowup: Optional[int] = params.get("blowup_step")
-  if blowup is None:
-    lr = tf.constant(base)
-  else:
-    lr = tf.compat.v1.train.piecewise_constant(global_step, [blowup], [base, 1e30])
-  if params.get("summarize_lr", True):
-    tf.compat.v1.summary.scalar("learning_rate", lr)
-  train_op = tf.compat.v1.train.GradientDescentOptimizer(lr).minimize(
-      loss, global_step=global_step)
-  return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op)
+def build_logits(features, spec, hp, training):
+  """The registry contract: logits [B, spec.num_classes] of features[spec.input_key]."""
+  x = tf.keras.layers.Flatten(name="flatten")(features[spec.input_key])
+  dense = tf.keras.layers.Dense(hp.hidden, name="hidden")
+  h = dense(x)
+  CAPTURED["hidden"] = h
+  if hp.collection_l2:
+    tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES,
+                                   hp.collection_l2 * tf.reduce_sum(dense.kernel ** 2))
+  if hp.batch_norm in ("keras", "update_ops"):
+    layer = tf.keras.layers.BatchNormalization(momentum=0.9, name="bn")
+    h = layer(h, training=training)
+    if hp.batch_norm == "update_ops" and training:
+      for op in layer.updates:
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.UPDATE_OPS, op)
+  elif hp.batch_norm == "compat_v1":
+    h = tf.compat.v1.layers.batch_normalization(h, momentum=0.9, training=training, name="bn")
+  h = tf.nn.relu(h)
+  return tf.keras.layers.Dense(spec.num_classes, name="logits")(h) * hp.gain
 
 
-def estimator(model_dir: str, save_checkpoints_steps: int = 5, keep_checkpoint_max: int = 5,
-              warm_start_from=None, **params) -> tf.estimator.Estimator:
-  config = tf.estimator.RunConfig(
-      model_dir=model_dir, tf_random_seed=1, save_checkpoints_steps=save_checkpoints_steps,
-      keep_checkpoint_max=keep_checkpoint_max, save_summary_steps=5, log_step_count_steps=None)
-  return tf.estimator.Estimator(model_fn, config=config, params=params,
-                                warm_start_from=warm_start_from)
+MODEL = registry.ModelDef("tiny", TinyHParams, build_logits)
+
+
+def batch(spec, n=24, seed=0):
+  """A learnable batch: each label is the arg-max of three fixed projections of the input."""
+  rng = np.random.default_rng(seed)
+  shape = spec.input_feature.shape
+  x = rng.random((n, *shape)).astype(np.float32)
+  proj = np.random.default_rng(99).standard_normal((int(np.prod(shape)), spec.num_classes))
+  labels = np.argmax((x.reshape(n, -1) - 0.5) @ proj, axis=1).astype(np.int64)
+  return {spec.input_key: x}, labels

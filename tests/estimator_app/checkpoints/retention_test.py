@@ -14,7 +14,7 @@ from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention as checkpoints
 from estimator_app.training import early_stopping
 from input_fns import errors
-from tests.testing import tiny_model
+from tests.testing import tiny_estimator
 
 
 def _save_checkpoints(model_dir, steps):
@@ -69,7 +69,7 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
   def test_export_skips_nonfinite_and_names_a_missing_metric(self):
     model_dir = self.create_tempdir().full_path
     p10, p20 = _save_checkpoints(model_dir, [10, 20])
-    est = tf.estimator.Estimator(tiny_model.model_fn, model_dir=model_dir)
+    est = tf.estimator.Estimator(tiny_estimator.model_fn, model_dir=model_dir)
     exporter = checkpoints.BestCheckpointExporter("accuracy", True, keep=2)
     self.assertIsNone(exporter.export(est, "/unused", p10, {"accuracy": np.float32(0.3),
                                                             "loss": np.float32(np.nan)}, False))
@@ -113,12 +113,12 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(("highest_loss_kept", True), ("lowest_loss_kept", False))
   def test_best_n_survives_latest_k_in_train_and_evaluate(self, higher):
     model_dir = self.create_tempdir().full_path
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=4, keep_checkpoint_max=2,
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=4, keep_checkpoint_max=2,
                                learning_rate=0.3)
     exporter = checkpoints.BestCheckpointExporter("loss", higher, keep=2)
     tf.estimator.train_and_evaluate(
-        est, tf.estimator.TrainSpec(tiny_model.input_fn(), max_steps=24),
-        tf.estimator.EvalSpec(tiny_model.input_fn(n=48, training=False), steps=None,
+        est, tf.estimator.TrainSpec(tiny_estimator.input_fn(), max_steps=24),
+        tf.estimator.EvalSpec(tiny_estimator.input_fn(n=48, training=False), steps=None,
                               throttle_secs=0, exporters=[exporter]))
     latest_k = [checkpoint_info.checkpoint_step(p) for p in
                 tf.train.get_checkpoint_state(model_dir).all_model_checkpoint_paths]
@@ -139,7 +139,7 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
       if step not in latest_k:  # the latest-K policy deleted the original; the copy survives
         self.assertEmpty(glob.glob(os.path.join(model_dir, f"model.ckpt-{step}.*")))
       # The copy restores into the same model: evaluating it gives the recorded loss.
-      metrics = est.evaluate(tiny_model.input_fn(n=48, training=False), checkpoint_path=copy,
+      metrics = est.evaluate(tiny_estimator.input_fn(n=48, training=False), checkpoint_path=copy,
                              name=f"best_{step}")
       self.assertAllClose(metrics["loss"], evals[step]["loss"], rtol=1e-5)
 
@@ -179,9 +179,9 @@ class _Chief:
   """
 
   def __init__(self, model_dir, steps, visible, keep):
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=steps[1] - steps[0],
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=steps[1] - steps[0],
                                keep_checkpoint_max=len(steps) + 1)
-    est.train(tiny_model.input_fn(), max_steps=steps[-1])
+    est.train(tiny_estimator.input_fn(), max_steps=steps[-1])
     self.model_dir = model_dir
     self.prefixes = [os.path.join(model_dir, f"model.ckpt-{s}") for s in steps]
     assert all(tf.io.gfile.exists(p + ".index") for p in self.prefixes), self.prefixes
@@ -239,7 +239,7 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
     self.sleeps = []
 
   def _spec(self, hook, exporter, throttle_secs=5):
-    return tf.estimator.EvalSpec(tiny_model.input_fn(n=32, training=False), steps=None,
+    return tf.estimator.EvalSpec(tiny_estimator.input_fn(n=32, training=False), steps=None,
                                  hooks=[hook], exporters=[exporter], start_delay_secs=0,
                                  throttle_secs=throttle_secs)
 
@@ -249,7 +249,7 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
     chief = _Chief(self.model_dir, [0, 4, 8, 12], visible=2, keep=2)
     hook = _Evaluated(on_begin=lambda: chief.write_next(2) if not hook.steps else None)
     exporter = _Recorder()
-    est = tiny_model.estimator(self.model_dir)
+    est = tiny_estimator.estimator(self.model_dir)
     with self.assertLogs(level="WARNING") as logs:
       result = checkpoints.evaluate_new_checkpoints(est, self._spec(hook, exporter), 12,
                                                     sleep=self.sleeps.append)
@@ -270,10 +270,10 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
     tf_config = json.dumps({"cluster": {"chief": ["127.0.0.1:2222"]},
                             "task": {"type": "evaluator", "index": 0}})
     with mock.patch.dict(os.environ, {"TF_CONFIG": tf_config}):
-      est = tiny_model.estimator(self.model_dir)
+      est = tiny_estimator.estimator(self.model_dir)
     with self.assertRaisesRegex(ValueError, r"not a valid checkpoint: .*model\.ckpt-4"):
       tf.estimator.train_and_evaluate(
-          est, tf.estimator.TrainSpec(tiny_model.input_fn(), max_steps=12),
+          est, tf.estimator.TrainSpec(tiny_estimator.input_fn(), max_steps=12),
           self._spec(hook, _Recorder()))
 
   def test_polls_for_each_new_checkpoint_and_exports_the_final_one_as_final(self):
@@ -285,7 +285,7 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
 
     hook, exporter = _Evaluated(), _Recorder()
     result = checkpoints.evaluate_new_checkpoints(
-        tiny_model.estimator(self.model_dir), self._spec(hook, exporter, throttle_secs=30), 12,
+        tiny_estimator.estimator(self.model_dir), self._spec(hook, exporter, throttle_secs=30), 12,
         sleep=sleep)
     self.assertEqual(result["global_step"], 12)
     self.assertEqual(hook.steps, [4, 8, 12])
@@ -299,7 +299,7 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
     _Chief(self.model_dir, [0, 4, 8, 12], visible=4, keep=2)
     hook, exporter = _Evaluated(), _Recorder()
     result = checkpoints.evaluate_new_checkpoints(
-        tiny_model.estimator(self.model_dir), self._spec(hook, exporter), 12,
+        tiny_estimator.estimator(self.model_dir), self._spec(hook, exporter), 12,
         sleep=self.sleeps.append)
     self.assertEqual((result["global_step"], hook.steps, self.sleeps), (12, [12], []))
     self.assertEqual([c[:3] for c in exporter.calls], [("model.ckpt-12", 12, True)])
@@ -312,10 +312,10 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
 
     spec = tf.estimator.EvalSpec(broken, steps=None, throttle_secs=5)
     with self.assertRaisesRegex(ValueError, "a bug in the eval input_fn"):
-      checkpoints.evaluate_new_checkpoints(tiny_model.estimator(self.model_dir), spec, 4,
+      checkpoints.evaluate_new_checkpoints(tiny_estimator.estimator(self.model_dir), spec, 4,
                                            sleep=self.sleeps.append)
     with self.assertRaisesRegex(ValueError, "max_steps must be >= 1"):
-      checkpoints.evaluate_new_checkpoints(tiny_model.estimator(self.model_dir), spec, 0)
+      checkpoints.evaluate_new_checkpoints(tiny_estimator.estimator(self.model_dir), spec, 0)
 
 
 if __name__ == "__main__":

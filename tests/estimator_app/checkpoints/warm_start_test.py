@@ -10,7 +10,7 @@ from absl.testing import parameterized
 
 from estimator_app.checkpoints import warm_start
 from input_fns import errors
-from tests.testing import tiny_model
+from tests.testing import tiny_estimator
 
 # What the "pre-trained" checkpoint holds: hidden/* fit the tiny model, logits/kernel was
 # trained for 5 classes, "old_logits/bias" is logits/bias under another name, plus a step.
@@ -80,13 +80,13 @@ class PlanTest(tf.test.TestCase):
     super().setUp()
     self.ckpt = _save(self.create_tempdir().full_path, _PRETRAINED)
     self.variables = warm_start.model_variables(
-        tiny_model.model_fn, tiny_model.input_fn(), params={"learning_rate": 0.1})
+        tiny_estimator.model_fn, tiny_estimator.input_fn(), params={"learning_rate": 0.1})
 
   def test_model_variables_are_the_models_weights_only(self):
     self.assertEqual([(v.name, v.shape, v.dtype) for v in self.variables],
-                     [(k, s, "float32") for k, s in tiny_model.VARIABLES.items()])
+                     [(k, s, "float32") for k, s in tiny_estimator.VARIABLES.items()])
     # In TRAIN mode optimizer state would appear (none for SGD) and the step never does.
-    train_vars = warm_start.model_variables(tiny_model.model_fn, tiny_model.input_fn(),
+    train_vars = warm_start.model_variables(tiny_estimator.model_fn, tiny_estimator.input_fn(),
                                             mode=tf.estimator.ModeKeys.TRAIN)
     self.assertNotIn("global_step", [v.name for v in train_vars])
 
@@ -156,7 +156,7 @@ class WarmStartedRunTest(tf.test.TestCase):
     src = self.create_tempdir().full_path
     _save(src, _PRETRAINED)
     model_dir = self.create_tempdir().full_path
-    variables = warm_start.model_variables(tiny_model.model_fn, tiny_model.input_fn())
+    variables = warm_start.model_variables(tiny_estimator.model_fn, tiny_estimator.input_fn())
     printed = []
     settings = warm_start.prepare_warm_start(
         src, model_dir, variables, name_map={"logits/bias": "old_logits/bias"},
@@ -168,8 +168,8 @@ class WarmStartedRunTest(tf.test.TestCase):
     self.assertEqual(len(saved["loaded"]), 3)
     self.assertTrue(saved["applies"])
     # learning_rate=0 keeps the loaded values through the one training step.
-    est = tiny_model.estimator(model_dir, learning_rate=0.0, warm_start_from=settings)
-    est.train(tiny_model.input_fn(), max_steps=1)
+    est = tiny_estimator.estimator(model_dir, learning_rate=0.0, warm_start_from=settings)
+    est.train(tiny_estimator.input_fn(), max_steps=1)
     self.assertAllEqual(est.get_variable_value("hidden/kernel"), _PRETRAINED["hidden/kernel"])
     self.assertAllEqual(est.get_variable_value("hidden/bias"), _PRETRAINED["hidden/bias"])
     self.assertAllEqual(est.get_variable_value("logits/bias"), _PRETRAINED["old_logits/bias"])

@@ -7,7 +7,7 @@ from absl.testing import parameterized
 
 from estimator_app.training import early_stopping
 from input_fns import errors
-from tests.testing import tiny_model
+from tests.testing import tiny_estimator
 
 
 def _write_evals(eval_dir, records, suffix=""):
@@ -69,12 +69,12 @@ class EarlyStoppingHookTest(tf.test.TestCase):
   def test_plateaued_run_stops_before_max_steps(self):
     model_dir = self.create_tempdir().full_path
     # learning_rate=0: every evaluation gives the same metrics, so the best stays the first.
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=5, learning_rate=0.0)
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=5, learning_rate=0.0)
     hook = early_stopping.early_stopping_hook(est, "accuracy", higher_is_better=True,
                                               patience_steps=10, eval_dir_name="quick")
     tf.estimator.train_and_evaluate(
-        est, tf.estimator.TrainSpec(tiny_model.input_fn(), max_steps=500, hooks=[hook]),
-        tf.estimator.EvalSpec(tiny_model.input_fn(n=32, training=False), steps=None,
+        est, tf.estimator.TrainSpec(tiny_estimator.input_fn(), max_steps=500, hooks=[hook]),
+        tf.estimator.EvalSpec(tiny_estimator.input_fn(n=32, training=False), steps=None,
                               name="quick", throttle_secs=0))
     final_step = est.get_variable_value("global_step")
     evals = early_stopping.read_eval_metrics(est.eval_dir("quick"))
@@ -89,18 +89,18 @@ class EarlyStoppingHookTest(tf.test.TestCase):
 
   def test_improving_run_is_not_stopped(self):
     model_dir = self.create_tempdir().full_path
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=5, learning_rate=0.3)
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=5, learning_rate=0.3)
     hook = early_stopping.early_stopping_hook(est, "loss", higher_is_better=False,
                                               patience_steps=10)
     tf.estimator.train_and_evaluate(
-        est, tf.estimator.TrainSpec(tiny_model.input_fn(), max_steps=30, hooks=[hook]),
-        tf.estimator.EvalSpec(tiny_model.input_fn(n=32, training=False), steps=None,
+        est, tf.estimator.TrainSpec(tiny_estimator.input_fn(), max_steps=30, hooks=[hook]),
+        tf.estimator.EvalSpec(tiny_estimator.input_fn(n=32, training=False), steps=None,
                               throttle_secs=0))
     self.assertEqual(est.get_variable_value("global_step"), 30)
     self.assertFalse(hook.should_stop_fn.decision.stop)
 
   def test_rejects_bad_patience(self):
-    est = tiny_model.estimator(self.create_tempdir().full_path)
+    est = tiny_estimator.estimator(self.create_tempdir().full_path)
     with self.assertRaisesRegex(errors.UserInputError, "patience must be >= 1 step, got 0"):
       early_stopping.early_stopping_hook(est, "accuracy", True, patience_steps=0)
 

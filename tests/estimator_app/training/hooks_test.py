@@ -12,7 +12,7 @@ from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention as checkpoints
 from estimator_app.training import hooks
 from input_fns import errors
-from tests.testing import tiny_model
+from tests.testing import tiny_estimator
 
 
 def _index_steps(model_dir):
@@ -37,9 +37,9 @@ class StepLoggingHookTest(tf.test.TestCase, parameterized.TestCase):
     lines = []
     hook = hooks.StepLoggingHook(every_n_steps=5, batch_size=16, output_dir=model_dir,
                                  log_fn=lines.append)
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=100, learning_rate=0.05,
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=100, learning_rate=0.05,
                                summarize_lr=summarize_lr)
-    est.train(tiny_model.input_fn(), max_steps=21, hooks=[hook])
+    est.train(tiny_estimator.input_fn(), max_steps=21, hooks=[hook])
     # The first run is logged, then every 5 global steps; a line is labelled with the global
     # step after its run.
     steps = [int(l.split()[1].rstrip(":")) for l in lines]
@@ -70,14 +70,14 @@ class StepLoggingHookTest(tf.test.TestCase, parameterized.TestCase):
     lines = []
     hook = hooks.StepLoggingHook(every_n_steps=2, loss="sparse_softmax_cross_entropy_loss/value",
                                  learning_rate="Const", log_fn=lines.append)
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=100, learning_rate=0.25)
-    est.train(tiny_model.input_fn(), max_steps=3, hooks=[hook])
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=100, learning_rate=0.25)
+    est.train(tiny_estimator.input_fn(), max_steps=3, hooks=[hook])
     self.assertLen(lines, 2)
     self.assertIn(" lr=0.25 ", lines[-1])
     self.assertGreater(hook.last_record["loss"], 0.0)
     bad = hooks.StepLoggingHook(every_n_steps=2, loss="no_such_tensor")
     with self.assertRaisesRegex(errors.UserInputError, "no tensor named 'no_such_tensor:0'"):
-      est.train(tiny_model.input_fn(), max_steps=5, hooks=[bad])
+      est.train(tiny_estimator.input_fn(), max_steps=5, hooks=[bad])
 
   def test_rejects_bad_cadence(self):
     with self.assertRaisesRegex(errors.UserInputError, "every_n_steps must be >= 1, got 0"):
@@ -120,7 +120,7 @@ class TrainingClockTest(tf.test.TestCase):
       hook = hooks.StepLoggingHook(every_n_steps=5, batch_size=16, clock=clock,
                                    log_fn=lambda line, h=None: None)
       listeners = ([hooks.PauseClockListener(clock)] if paused else []) + [_SlowEvaluation(1.5)]
-      est = tiny_model.estimator(self.create_tempdir().full_path, save_checkpoints_steps=5,
+      est = tiny_estimator.estimator(self.create_tempdir().full_path, save_checkpoints_steps=5,
                                  learning_rate=0.05)
       original = hook.after_run
 
@@ -130,7 +130,7 @@ class TrainingClockTest(tf.test.TestCase):
         if hook.last_record is not before:
           records.append(hook.last_record)
       hook.after_run = after_run
-      est.train(tiny_model.input_fn(), max_steps=16, hooks=[hook], saving_listeners=listeners)
+      est.train(tiny_estimator.input_fn(), max_steps=16, hooks=[hook], saving_listeners=listeners)
       step_times = [r["step_time_ms"] for r in records if "step_time_ms" in r]
       self.assertLen(step_times, 3)
       if paused:
@@ -143,9 +143,9 @@ class NanGuardHookTest(tf.test.TestCase):
 
   def test_absurd_learning_rate_stops_and_no_checkpoint_is_written_after_error(self):
     model_dir = self.create_tempdir().full_path
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=1000, learning_rate=1e30)
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=1000, learning_rate=1e30)
     with self.assertRaises(hooks.NonFiniteLossError) as cm:
-      est.train(tiny_model.input_fn(), max_steps=50, hooks=[hooks.NanGuardHook(model_dir)])
+      est.train(tiny_estimator.input_fn(), max_steps=50, hooks=[hooks.NanGuardHook(model_dir)])
     message = str(cm.exception)
     self.assertRegex(message, r"^loss became (NaN|Inf) at step [1-9]\d*; the last good checkpoint "
                               r"model\.ckpt-0 is kept as latest in ")
@@ -159,13 +159,13 @@ class NanGuardHookTest(tf.test.TestCase):
     model_dir = self.create_tempdir().full_path
     # Saving every step makes the Estimator's saver (which runs before TrainSpec hooks) write
     # the finite-but-huge weights that produce the first Inf/NaN loss and the NaN weights after.
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=1, keep_checkpoint_max=100,
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=1, keep_checkpoint_max=100,
                                learning_rate=0.05, blowup_step=6)
-    eval_in = tiny_model.input_fn(n=32, training=False)
+    eval_in = tiny_estimator.input_fn(n=32, training=False)
     exporter = checkpoints.BestCheckpointExporter("loss", higher_is_better=True, keep=100)
     with self.assertRaises(hooks.NonFiniteLossError) as cm:
       tf.estimator.train_and_evaluate(
-          est, tf.estimator.TrainSpec(tiny_model.input_fn(), max_steps=30,
+          est, tf.estimator.TrainSpec(tiny_estimator.input_fn(), max_steps=30,
                                       hooks=[hooks.NanGuardHook(model_dir)]),
           tf.estimator.EvalSpec(eval_in, steps=None, throttle_secs=0, exporters=[exporter]))
     bad_step = int(str(cm.exception).split(" at step ")[1].split(";")[0])
@@ -182,7 +182,7 @@ class NanGuardHookTest(tf.test.TestCase):
                      list(range(0, bad_step)))
     self.assertEqual(_index_steps(model_dir), list(range(0, bad_step)))
     reader = tf.train.load_checkpoint(latest)
-    for name in tiny_model.VARIABLES:
+    for name in tiny_estimator.VARIABLES:
       self.assertTrue(np.all(np.isfinite(reader.get_tensor(name))), name)
     retired = sorted(os.path.basename(p) for p in
                      glob.glob(os.path.join(model_dir, "nonfinite", "*.index")))
@@ -204,8 +204,8 @@ class ProfileStepsHookTest(tf.test.TestCase):
   def test_profiles_the_requested_steps_into_model_dir(self):
     model_dir = self.create_tempdir().full_path
     hook = hooks.ProfileStepsHook(model_dir, start_step=3, num_steps=2)
-    est = tiny_model.estimator(model_dir, save_checkpoints_steps=100)
-    est.train(tiny_model.input_fn(), max_steps=8, hooks=[hook])
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=100)
+    est.train(tiny_estimator.input_fn(), max_steps=8, hooks=[hook])
     self.assertEqual(hook.profiled_steps, 2)
     traces = glob.glob(os.path.join(model_dir, "plugins", "profile", "*", "*.xplane.pb"))
     self.assertLen(traces, 1)
@@ -215,7 +215,7 @@ class ProfileStepsHookTest(tf.test.TestCase):
 
     # Resumed past the window: nothing more is profiled.
     late = hooks.ProfileStepsHook(model_dir, start_step=3, num_steps=2)
-    est.train(tiny_model.input_fn(), max_steps=10, hooks=[late])
+    est.train(tiny_estimator.input_fn(), max_steps=10, hooks=[late])
     self.assertEqual(late.profiled_steps, 0)
     self.assertLen(glob.glob(os.path.join(model_dir, "plugins", "profile", "*")), 1)
 
