@@ -346,6 +346,29 @@ def _file_sha256(path: str) -> str:
   return h.hexdigest()
 
 
+def existing_dataset(read: Callable[[], manifest_lib.Manifest], where: str,
+                     fingerprint: str) -> manifest_lib.Manifest:
+  """The manifest already at the output location (local or gs://), if it is this dataset's.
+
+  Both resume paths use it: a rerun may finish or confirm only the dataset it started.
+
+  Raises:
+    DifferentDatasetError: the manifest cannot be read, or describes another dataset.
+  """
+  try:
+    m = read()
+  except manifest_lib.ManifestError as e:
+    raise DifferentDatasetError(f"{where} holds a dataset whose manifest cannot be read ({e}); "
+                                f"choose another --output_dir or delete it") from None
+  if m.fingerprint != fingerprint:
+    raise DifferentDatasetError(
+        f"{where} already holds a different dataset (source "
+        f"{dict(m.source).get('format', '?')}, {sum(m.count(s) for s in m.splits):,} examples, "
+        f"fingerprint {m.fingerprint[:12] or 'none'} vs {fingerprint[:12]} for this one); "
+        f"choose another --output_dir or delete it")
+  return m
+
+
 class _LocalDir:
   """A local output (or staging) directory and its `.writing/` state, held under a lock."""
 
@@ -433,17 +456,7 @@ class _LocalDir:
     candidates = {}
     m = None
     if os.path.exists(os.path.join(d, manifest_lib.FILENAME)):
-      try:
-        m = manifest_lib.read(d)
-      except manifest_lib.ManifestError as e:
-        raise DifferentDatasetError(f"{d} holds a dataset whose manifest cannot be read ({e}); "
-                                    f"choose another --output_dir or delete it") from None
-      if m.fingerprint != fp:
-        raise DifferentDatasetError(
-            f"{d} already holds a different dataset (source {dict(m.source).get('format', '?')}"
-            f", {sum(m.count(s) for s in m.splits):,} examples, fingerprint "
-            f"{m.fingerprint[:12] or 'none'} vs {fp[:12]} for this one); choose another "
-            f"--output_dir or delete it")
+      m = existing_dataset(lambda: manifest_lib.read(d), d, fp)
       expected = {t.name for t in tasks}
       shards = {s.name: s for split in m.splits.values() for s in split}
       complete = set(shards) == expected and all(
@@ -673,15 +686,7 @@ def _write_gcs(url: str, source: base.Source, options: WriteOptions, tasks: Sequ
   same_manifest = False
   if manifest_lib.FILENAME in objects:
     text = folder.read_text(manifest_lib.FILENAME) or ""
-    try:
-      m = manifest_lib.parse(text, url)
-    except manifest_lib.ManifestError as e:
-      raise DifferentDatasetError(f"{url} holds a dataset whose manifest cannot be read ({e}); "
-                                  f"choose another --output_dir or delete it") from None
-    if m.fingerprint != fp:
-      raise DifferentDatasetError(
-          f"{url} already holds a different dataset (fingerprint {m.fingerprint[:12] or 'none'} "
-          f"vs {fp[:12]} for this one); choose another --output_dir or delete it")
+    m = existing_dataset(lambda: manifest_lib.parse(text, url), url, fp)
     complete = all(s.name in objects and objects[s.name].size == s.bytes
                    for split in m.splits.values() for s in split)
     if complete and {s.name for split in m.splits.values() for s in split} == {t.name for t in tasks}:

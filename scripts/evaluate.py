@@ -16,7 +16,7 @@ from absl import flags
 from estimator_app import config as config_lib
 from estimator_app import paths
 from estimator_app.analysis import evaluation
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import info as checkpoint_info
 from input_fns import errors
 from input_fns import manifest as manifest_lib
 from scripts import cli
@@ -36,7 +36,7 @@ def run(model_dir: str, checkpoint: str, data_dir: str, split: str, batch_size, 
                                 "not a run made by //scripts:train")
   if batch_size:
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, eval_batch_size=batch_size))
-  prefix = checkpoints.resolve(model_dir, checkpoint, cfg.run.best_metric,
+  prefix = checkpoint_info.resolve(model_dir, checkpoint, cfg.run.best_metric,
                                cfg.run.best_metric_higher_is_better)
   m = manifest_lib.read(data_dir or cfg.data.data_dir)
   report = evaluation.evaluate(cfg, m, split, prefix)

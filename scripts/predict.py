@@ -14,7 +14,7 @@ from estimator_app import config as config_lib
 from estimator_app import paths
 from estimator_app.analysis import evaluation
 from estimator_app.analysis import prediction
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import info as checkpoint_info
 from input_fns import errors
 from input_fns import manifest as manifest_lib
 from scripts import cli
@@ -32,7 +32,7 @@ def run(model_dir: str, checkpoint: str, data_dir, split: str, images, output: s
     raise errors.UserInputError(f"--model_dir {model_dir} has no {config_lib.CONFIG_FILENAME}: "
                                 "not a run made by //scripts:train")
   fmt = prediction.output_format(output, fmt)
-  prefix = checkpoints.resolve(model_dir, checkpoint, cfg.run.best_metric,
+  prefix = checkpoint_info.resolve(model_dir, checkpoint, cfg.run.best_metric,
                                cfg.run.best_metric_higher_is_better)
   if images:
     spec = manifest_lib.read(cfg.data.data_dir).spec

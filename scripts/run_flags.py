@@ -9,8 +9,8 @@ from typing import Optional
 from absl import flags
 
 from estimator_app import paths
-from estimator_app.checkpoints.retention import BEST
-from estimator_app.checkpoints.retention import LATEST
+from estimator_app.checkpoints.info import BEST
+from estimator_app.checkpoints.info import LATEST
 
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", "runs/digits", "The training run (holds config.json and checkpoints).")

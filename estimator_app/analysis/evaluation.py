@@ -15,7 +15,7 @@ import tensorflow as tf
 from estimator_app import config as config_lib
 from estimator_app import estimator as estimator_lib
 from estimator_app.analysis import plots
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import retention
 from input_fns import errors
 from input_fns import files as files_lib
 from input_fns import manifest as manifest_lib

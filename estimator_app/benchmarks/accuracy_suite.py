@@ -22,7 +22,7 @@ from absl import logging
 from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import options as options_lib
 from input_fns import digits
-from input_fns import input_fn as dataset
+from input_fns import input_fn as input_fn_lib
 from input_fns import manifest as manifest_lib
 from input_fns import splits
 from input_fns import writer
@@ -90,9 +90,9 @@ def train_and_measure(m: manifest_lib.Manifest, model: str, recipe: Recipe, step
       model_dir=model_dir, tf_random_seed=seed, save_checkpoints_steps=steps,
       save_summary_steps=max(steps // 10, 1), keep_checkpoint_max=1, log_step_count_steps=500)
   estimator = tf.estimator.Estimator(model_fn, config=run_config)
-  train_in = dataset.make_input_fn(
-      m, splits.TRAIN, dataset.InputConfig(batch_size=recipe.batch_size, seed=seed), training=True)
-  eval_in = dataset.make_input_fn(m, splits.EVAL, dataset.InputConfig(batch_size=360),
+  train_in = input_fn_lib.make_input_fn(
+      m, splits.TRAIN, input_fn_lib.InputConfig(batch_size=recipe.batch_size, seed=seed), training=True)
+  eval_in = input_fn_lib.make_input_fn(m, splits.EVAL, input_fn_lib.InputConfig(batch_size=360),
                                   training=False)
   start = time.perf_counter()
   estimator.train(train_in, max_steps=steps)

@@ -8,7 +8,7 @@ written once under work_dir with the real writer (8 shards). Batch 100, preproce
 training mode (endless, shuffled with a 10,000-example window), all measured in one process
 and alternated (harness.alternate):
 
-  input/tfrecord_input_fn          dataset.make_input_fn over the shards (what training uses)
+  input/tfrecord_input_fn          input_fn_lib.make_input_fn over the shards (what training uses)
   input/tfrecord_input_fn_cached   the same with cache=True, after the first epoch
   input/in_memory_tensors          the same arrays through from_tensor_slices -> shuffle ->
                                    repeat -> batch -> the same preprocessing -> prefetch
@@ -37,7 +37,7 @@ from estimator_app.benchmarks import options as options_lib
 from estimator_app.training import input_diagnosis
 from input_fns import feature_spec as fs
 from input_fns import fixed_frames
-from input_fns import input_fn as dataset
+from input_fns import input_fn as input_fn_lib
 from input_fns import manifest as manifest_lib
 from input_fns import preprocessing
 from input_fns import writer
@@ -158,9 +158,9 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
   images, labels = synthetic(n)
   m = write_data(opts.work_dir, images, labels)
   seed = 0
-  tfrecord = dataset.make_input_fn(m, "train", dataset.InputConfig(
+  tfrecord = input_fn_lib.make_input_fn(m, "train", input_fn_lib.InputConfig(
       batch_size=BATCH, preprocessing=CHAIN, shuffle_buffer=SHUFFLE, seed=seed), training=True)
-  cached = dataset.make_input_fn(m, "train", dataset.InputConfig(
+  cached = input_fn_lib.make_input_fn(m, "train", input_fn_lib.InputConfig(
       batch_size=BATCH, preprocessing=CHAIN, shuffle_buffer=SHUFFLE, seed=seed, cache=True),
                                  training=True)
   variants = {

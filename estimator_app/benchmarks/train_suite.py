@@ -18,7 +18,7 @@ window:
   pipeline/tfrecord_input_fn      the TFRecord input_fn alone, drained in a graph loop
   pipeline/in_memory_tensors      the same batches from in-memory tensors
   <model>/estimator_tfrecord      tf.estimator.Estimator over the project's model_fn builder,
-                                  TFRecord input_fn (dataset.make_input_fn), --steps_per_run
+                                  TFRecord input_fn (input_fn_lib.make_input_fn), --steps_per_run
                                   (default 20) training steps per session.run: the real path
                                   as a user tuned for throughput runs it
   <model>/estimator_in_memory     the same Estimator on pre-batched, preprocessed in-memory
@@ -45,7 +45,7 @@ from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import input_suite
 from estimator_app.benchmarks import options as options_lib
 from estimator_app.training import hooks as hooks_lib
-from input_fns import input_fn as dataset
+from input_fns import input_fn as input_fn_lib
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
 
@@ -218,7 +218,7 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
   batches = max(int(2000 * opts.scale), 50)
   images, labels = input_suite.synthetic(n)
   m = input_suite.write_data(opts.work_dir, images, labels)
-  tfrecord = dataset.make_input_fn(m, "train", dataset.InputConfig(
+  tfrecord = input_fn_lib.make_input_fn(m, "train", input_fn_lib.InputConfig(
       batch_size=BATCH, preprocessing=input_suite.CHAIN, shuffle_buffer=input_suite.SHUFFLE,
       seed=0), training=True)
   variants = {

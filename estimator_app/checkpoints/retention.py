@@ -45,14 +45,6 @@ STATE_FILENAME = "checkpoint"
 QUARANTINE_DIR = "nonfinite"
 _TMP_PREFIX = ".tmp-"
 
-MetricNotFoundError = errors.MetricNotFoundError  # one class, raised here too
-
-# How a checkpoint is named and found is defined once, in info.py; the scripts' --checkpoint
-# knows these names from here, beside the retention that fills model_dir/best.
-LATEST = checkpoint_info.LATEST
-BEST = checkpoint_info.BEST
-resolve = checkpoint_info.resolve
-
 
 def checkpoint_files(prefix: str) -> List[str]:
   """Returns the files that make up the checkpoint `prefix`: .index, .data-*, and .meta if any."""
@@ -199,11 +191,11 @@ class BestCheckpointExporter(tf.estimator.Exporter):
       The prefix of the kept copy, or None when it did not rank (or could not be copied).
 
     Raises:
-      MetricNotFoundError: `metric` is not in `eval_result`.
+      errors.MetricNotFoundError: `metric` is not in `eval_result`.
     """
     del export_path, is_the_final_export
     if self._metric not in eval_result:
-      raise MetricNotFoundError(
+      raise errors.MetricNotFoundError(
           f"best-checkpoint metric {self._metric!r} is not among the evaluation's metrics "
           f"({', '.join(sorted(eval_result))})")
     value = eval_result[self._metric]

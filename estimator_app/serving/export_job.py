@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from estimator_app import config as config_lib
 from estimator_app import paths
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.serving import export
 from estimator_app.serving import publish
 from estimator_app.serving import validation as serving_validation
@@ -125,7 +125,7 @@ def run(job: ExportJob) -> Outcome:
   if job.export_dir:
     return _validate_existing(job, model, examples, model_name)
 
-  ckpt = checkpoints.resolve(job.model_dir, job.checkpoint, job.best_metric,
+  ckpt = checkpoint_info.resolve(job.model_dir, job.checkpoint, job.best_metric,
                              job.higher_is_better)
   options = export.ExportOptions(
       model_name=model_name, warmup_examples=job.warmup_examples,
@@ -147,7 +147,7 @@ def _validate_existing(job: ExportJob, model: export.ServingModel, examples,
   meta = export.read_metadata(job.export_dir) or {}
   ckpt = meta.get("checkpoint")
   if not ckpt or not os.path.exists(ckpt + ".index"):
-    ckpt = checkpoints.resolve(job.model_dir, job.checkpoint, job.best_metric,
+    ckpt = checkpoint_info.resolve(job.model_dir, job.checkpoint, job.best_metric,
                                job.higher_is_better)
   report = serving_validation.validate(
       job.export_dir, model_fn=model.model_fn(), spec=model.spec,

@@ -48,7 +48,7 @@ from estimator_app.serving import warmup
 from input_fns import errors
 from input_fns import feature_spec as fs
 from input_fns import files as files_lib
-from input_fns import input_fn as dataset
+from input_fns import input_fn as input_fn_lib
 from input_fns import manifest as manifest_lib
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -152,8 +152,8 @@ def _reference_predictions(records: Sequence[bytes], work_dir: str, model_fn, sp
       splits={_SPLIT: (manifest_lib.Shard(name, len(records), os.path.getsize(path),
                                           manifest_lib.file_sha256(path)),)},
       compression="", source={"format": "validation"})
-  input_fn = dataset.make_input_fn(
-      m, _SPLIT, dataset.InputConfig(batch_size=len(records), preprocessing=tuple(preprocessing)),
+  input_fn = input_fn_lib.make_input_fn(
+      m, _SPLIT, input_fn_lib.InputConfig(batch_size=len(records), preprocessing=tuple(preprocessing)),
       training=False)
   est = _reference_estimator(model_fn, estimator, work_dir)
   batches = list(est.predict(input_fn, checkpoint_path=checkpoint_path,

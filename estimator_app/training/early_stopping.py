@@ -28,7 +28,6 @@ from absl import logging
 from input_fns import errors
 
 
-MetricNotFoundError = errors.MetricNotFoundError  # one class, raised here too
 
 
 def read_eval_metrics(eval_dir: str) -> Dict[int, Dict[str, float]]:
@@ -87,12 +86,12 @@ class NoImprovement:
     """Reads every evaluation so far and decides.
 
     Raises:
-      MetricNotFoundError: evaluations exist but none has `metric`.
+      errors.MetricNotFoundError: evaluations exist but none has `metric`.
     """
     results = read_eval_metrics(self.eval_dir)
     if results and not any(self.metric in m for m in results.values()):
       tags = sorted({t for m in results.values() for t in m})
-      raise MetricNotFoundError(
+      raise errors.MetricNotFoundError(
           f"early-stopping metric {self.metric!r} is not among the metrics evaluated in "
           f"{self.eval_dir} ({', '.join(tags)})")
     d = Decision()

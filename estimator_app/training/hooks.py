@@ -31,7 +31,7 @@ from typing import Callable, Optional, Union
 import tensorflow as tf
 from absl import logging
 
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import retention
 from input_fns import errors
 
 LEARNING_RATE_COLLECTION = "learning_rate"
@@ -374,7 +374,7 @@ class NanGuardHook(tf.estimator.SessionRunHook):
     step = int(run_context.session.run(self._global_step)) - 1
     kind = "NaN" if math.isnan(loss) else "Inf"
     if self._manage:
-      kept, retired = checkpoints.discard_checkpoints_from(self._model_dir, step)
+      kept, retired = retention.discard_checkpoints_from(self._model_dir, step)
     else:
       kept, retired = tf.train.latest_checkpoint(self._model_dir), []
     if kept:
@@ -384,7 +384,7 @@ class NanGuardHook(tf.estimator.SessionRunHook):
       where = f"no checkpoint before step {step} exists in {self._model_dir}, a rerun starts fresh"
     if retired:
       where += (f" ({len(retired)} later checkpoint(s) moved to "
-                f"{self._model_dir.rstrip('/')}/{checkpoints.QUARANTINE_DIR}/)")
+                f"{self._model_dir.rstrip('/')}/{retention.QUARANTINE_DIR}/)")
     lr = run_values.results.get("lr")
     lr_text = f" (now {float(lr):g})" if lr is not None else ""
     raise NonFiniteLossError(

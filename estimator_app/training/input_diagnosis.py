@@ -2,8 +2,8 @@
 
 Used by `./bazelw run //scripts:train -- --diagnose_input ...` before training:
 
-  result = diagnose.diagnose_input(train_input_fn, model_fn, seconds=5.0,
-                                   log_dir=os.path.join(model_dir, "diagnose_input"))
+  result = input_diagnosis.diagnose_input(train_input_fn, model_fn, seconds=5.0,
+                                           log_dir=os.path.join(model_dir, "diagnose_input"))
 
 1. Input alone: the training input_fn's dataset is drained for `seconds` inside the tf.data
    runtime (a tf.function loop over its iterator, so Python is not measured), under the

@@ -11,7 +11,7 @@ from estimator_app import config as config_lib
 from estimator_app import estimator as estimator_lib
 from estimator_app import runner
 from estimator_app.checkpoints import info as checkpoint_info
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import retention
 from estimator_app.training import hooks
 
 
@@ -49,7 +49,7 @@ class RunnerTest(tf.test.TestCase, parameterized.TestCase):
     cfg = self._cfg(run={"train_steps": 60, "save_checkpoints_steps": 10,
                          "keep_checkpoint_max": 1, "keep_best": 2})
     runner.train(cfg)
-    index = checkpoints.read_best_index(os.path.join(cfg.run.model_dir, checkpoint_info.BEST_DIR))
+    index = retention.read_best_index(os.path.join(cfg.run.model_dir, checkpoint_info.BEST_DIR))
     kept = index["checkpoints"]
     self.assertLen(kept, 2)
     values = [c["value"] for c in kept]

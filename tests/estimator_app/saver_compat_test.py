@@ -17,7 +17,7 @@ from absl.testing import parameterized
 
 from estimator_app.checkpoints import warm_start
 from input_fns import feature_spec
-from input_fns import input_fn as dataset
+from input_fns import input_fn as input_fn_lib
 from input_fns import writer
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
@@ -59,7 +59,7 @@ class SaverCompatTest(tf.test.TestCase, parameterized.TestCase):
     return fn, tf.estimator.Estimator(fn, config=config, warm_start_from=warm_start_from)
 
   def _input_fn(self, m):
-    return dataset.make_input_fn(m, "train", dataset.InputConfig(batch_size=8, seed=1),
+    return input_fn_lib.make_input_fn(m, "train", input_fn_lib.InputConfig(batch_size=8, seed=1),
                                  training=True)
 
   @parameterized.named_parameters(("plain", {}), ("batch_norm", {"batch_norm": True}))

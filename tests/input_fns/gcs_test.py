@@ -15,7 +15,7 @@ from input_fns import gcs
 from input_fns import manifest as manifest_lib
 from input_fns import writer
 from input_fns.formats import base
-from tests.testing import data as testutil
+from tests.testing import data as test_data
 
 _SPEC = fs.image_spec(2, 2, 1, ["a", "b"])
 _FAST_RETRY = gcs.RetryPolicy(attempts=2, initial_delay_s=0.01, max_delay_s=0.02, timeout_s=10)
@@ -82,7 +82,7 @@ def _download(folder: gcs.Folder, local: str) -> manifest_lib.Manifest:
 class FolderTest(tf.test.TestCase):
 
   def test_folder_operations(self):
-    with testutil.emulator() as emu:
+    with test_data.emulator() as emu:
       emu.create_bucket("bkt")
       folder = gcs.Folder("gs://bkt/data/set", retry=_FAST_RETRY)
       path = os.path.join(self.create_tempdir().full_path, "f")
@@ -101,12 +101,12 @@ class FolderTest(tf.test.TestCase):
       self.assertEqual(sorted(folder.list()), ["m.json"])
 
   def test_missing_bucket_is_named(self):
-    with testutil.emulator():
+    with test_data.emulator():
       with self.assertRaisesRegex(gcs.GcsError, "does the bucket gs://nobucket exist"):
         gcs.Folder("gs://nobucket/x", retry=_FAST_RETRY).list()
 
   def test_unreachable_endpoint_retries_with_backoff_then_says_so(self):
-    port = testutil.free_port()
+    port = test_data.free_port()
     old = os.environ.get(gcs.EMULATOR_ENV)
     os.environ[gcs.EMULATOR_ENV] = f"http://127.0.0.1:{port}"
     try:
@@ -136,7 +136,7 @@ class FolderTest(tf.test.TestCase):
 class GcsWriterTest(tf.test.TestCase):
 
   def test_round_trip_manifest_last_and_rerun_is_a_no_op(self):
-    with testutil.emulator() as emu:
+    with test_data.emulator() as emu:
       emu.create_bucket("bkt")
       url = "gs://bkt/datasets/t"
       staging = os.path.join(self.create_tempdir().full_path, "staging")
@@ -153,10 +153,10 @@ class GcsWriterTest(tf.test.TestCase):
       src = _Source()
       for split in ("train", "eval"):
         local.verify(split)
-        features, labels = testutil.read_split(local, split)
+        features, labels = test_data.read_split(local, split)
         idx = src.splits[split]
-        self.assertEqual(testutil.example_keys(features["image"], labels),
-                         testutil.example_keys(src.images[idx], src.labels[idx]))
+        self.assertEqual(test_data.example_keys(features["image"], labels),
+                         test_data.example_keys(src.images[idx], src.labels[idx]))
       listing = folder.list()
       for shard in m.shards("train"):
         data = open(os.path.join(local.directory, shard.name), "rb").read()
@@ -167,7 +167,7 @@ class GcsWriterTest(tf.test.TestCase):
 
   def test_emulator_stopped_mid_upload_then_rerun_finishes_without_rewriting(self):
     data_dir = self.create_tempdir().full_path
-    emu = testutil.Emulator(data_dir=data_dir).start()
+    emu = test_data.Emulator(data_dir=data_dir).start()
     try:
       emu.create_bucket("bkt")
       url = "gs://bkt/t"
@@ -211,7 +211,7 @@ class GcsWriterTest(tf.test.TestCase):
       os.environ.pop(gcs.EMULATOR_ENV, None)
 
   def test_staging_dir_keeps_files_that_are_not_the_writers(self):
-    with testutil.emulator() as emu:
+    with test_data.emulator() as emu:
       emu.create_bucket("bkt")
       staging = self.create_tempdir().full_path
       open(os.path.join(staging, "mine.txt"), "w").write("keep me")
@@ -219,7 +219,7 @@ class GcsWriterTest(tf.test.TestCase):
       self.assertEqual(os.listdir(staging), ["mine.txt"])
 
   def test_another_dataset_is_refused(self):
-    with testutil.emulator() as emu:
+    with test_data.emulator() as emu:
       emu.create_bucket("bkt")
       url = "gs://bkt/t"
       staging = os.path.join(self.create_tempdir().full_path, "staging")
@@ -232,7 +232,7 @@ class GcsWriterTest(tf.test.TestCase):
       self.assertEqual(gcs.Folder(url).list(), before)
 
   def test_bad_record_leaves_nothing_in_the_bucket(self):
-    with testutil.emulator() as emu:
+    with test_data.emulator() as emu:
       emu.create_bucket("bkt")
       url = "gs://bkt/t"
       staging = os.path.join(self.create_tempdir().full_path, "staging")

@@ -10,7 +10,7 @@ from absl.testing import parameterized
 
 from input_fns import errors
 from input_fns import feature_spec as fs
-from input_fns import input_fn as dataset
+from input_fns import input_fn as input_fn_lib
 from input_fns import manifest as manifest_lib
 from input_fns import mixture
 from input_fns import writer
@@ -89,34 +89,34 @@ class ReadBackTest(InputFnTestBase):
   )
   def test_eval_reads_every_example_exactly_once(self, spec, compression, verify):
     m, expected = self.write(spec, n=50, num_shards=3, compression=compression)
-    cfg = dataset.InputConfig(batch_size=8, preprocessing=(), read_chunk_bytes=_SMALL_CHUNKS,
+    cfg = input_fn_lib.InputConfig(batch_size=8, preprocessing=(), read_chunk_bytes=_SMALL_CHUNKS,
                               verify=verify)
-    got = self.read_all(dataset.make_input_fn(m, "eval", cfg, training=False), spec)
+    got = self.read_all(input_fn_lib.make_input_fn(m, "eval", cfg, training=False), spec)
     self.assertLen(got, m.count("eval"))
     self.assertEqual(collections.Counter(k for k, _ in got), collections.Counter(list(expected)))
     self.assertEqual(dict(got), expected)
 
   def test_eval_order_is_deterministic(self):
     m, _ = self.write(n=40)
-    cfg = dataset.InputConfig(batch_size=7, read_chunk_bytes=_SMALL_CHUNKS)
-    fn = dataset.make_input_fn(m, "eval", cfg, training=False)
+    cfg = input_fn_lib.InputConfig(batch_size=7, read_chunk_bytes=_SMALL_CHUNKS)
+    fn = input_fn_lib.make_input_fn(m, "eval", cfg, training=False)
     self.assertEqual(self.read_all(fn, _IMAGE), self.read_all(fn, _IMAGE))
 
   def test_eval_batches_and_drop_remainder(self):
     m, _ = self.write(n=50)
-    ragged = dataset.make_input_fn(m, "eval", dataset.InputConfig(batch_size=8), False)()
+    ragged = input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(batch_size=8), False)()
     self.assertEqual(ragged.element_spec[0]["image"].shape.as_list(), [None, 4, 3, 1])
     self.assertEqual([len(y) for _, y in ragged], [8] * 6 + [2])
-    fixed = dataset.make_input_fn(
-        m, "eval", dataset.InputConfig(batch_size=8, drop_remainder=True), False)()
+    fixed = input_fn_lib.make_input_fn(
+        m, "eval", input_fn_lib.InputConfig(batch_size=8, drop_remainder=True), False)()
     self.assertEqual(fixed.element_spec[0]["image"].shape.as_list(), [8, 4, 3, 1])
     self.assertEqual(fixed.element_spec[1].shape.as_list(), [8])
     self.assertEqual([len(y) for _, y in fixed], [8] * 6)
 
   def test_preprocessing_is_applied_and_augmentation_off_in_eval(self):
     m, expected = self.write(n=20)
-    fn = lambda chain: dataset.make_input_fn(
-        m, "eval", dataset.InputConfig(batch_size=20, preprocessing=chain), False)()
+    fn = lambda chain: input_fn_lib.make_input_fn(
+        m, "eval", input_fn_lib.InputConfig(batch_size=20, preprocessing=chain), False)()
     (plain, _), = list(fn(()))
     (scaled, _), = list(fn("scale"))
     (augmented, _), = list(fn("random_crop,random_flip,scale"))
@@ -126,7 +126,7 @@ class ReadBackTest(InputFnTestBase):
 
   def test_graph_mode_as_the_estimator_calls_it(self):
     m, _ = self.write(n=20)
-    fn = dataset.make_input_fn(m, "eval", dataset.InputConfig(batch_size=5), False)
+    fn = input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(batch_size=5), False)
     with tf.Graph().as_default():
       features, labels = tf.compat.v1.data.make_one_shot_iterator(fn()).get_next()
       with tf.compat.v1.Session() as sess:
@@ -140,7 +140,7 @@ class TrainingTest(InputFnTestBase):
   def _train_fn(self, m, **kwargs):
     cfg = dict(batch_size=10, preprocessing=(), shuffle_buffer=30, read_chunk_bytes=_SMALL_CHUNKS)
     cfg.update(kwargs)
-    return dataset.make_input_fn(m, "eval", dataset.InputConfig(**cfg), training=True)
+    return input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(**cfg), training=True)
 
   def test_training_shuffles_reproducibly_with_a_seed(self):
     m, _ = self.write(n=60)
@@ -151,7 +151,7 @@ class TrainingTest(InputFnTestBase):
     self.assertAllEqual(a[1], b[1])
     self.assertNotAllEqual(a[0], c[0])
     eval_order = [k for k, _ in self.read_all(
-        dataset.make_input_fn(m, "eval", dataset.InputConfig(batch_size=10, preprocessing=(),
+        input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(batch_size=10, preprocessing=(),
                                                              read_chunk_bytes=_SMALL_CHUNKS), False),
         _IMAGE)]
     train_order = [_key(_IMAGE, x) for x in a[0][:60]]
@@ -195,9 +195,9 @@ class CacheTest(InputFnTestBase):
   def test_file_cache_serves_later_reads_without_the_shards(self):
     m, expected = self.write(n=30)
     cache_dir = self.create_tempdir().full_path
-    cfg = dataset.InputConfig(batch_size=7, preprocessing="scale", cache=True,
+    cfg = input_fn_lib.InputConfig(batch_size=7, preprocessing="scale", cache=True,
                               cache_dir=cache_dir, read_chunk_bytes=_SMALL_CHUNKS)
-    fn = dataset.make_input_fn(m, "eval", cfg, training=False)
+    fn = input_fn_lib.make_input_fn(m, "eval", cfg, training=False)
     first = [(f["image"].numpy(), y.numpy()) for f, y in fn()]
     self.assertNotEmpty(os.listdir(cache_dir))
     for path in m.files("eval"):
@@ -212,9 +212,9 @@ class CacheTest(InputFnTestBase):
 
   def test_training_cache_keeps_augmentation_random_across_epochs(self):
     m, expected = self.write(n=20, num_shards=2)
-    cfg = dataset.InputConfig(batch_size=10, preprocessing="scale,random_flip", cache=True,
+    cfg = input_fn_lib.InputConfig(batch_size=10, preprocessing="scale,random_flip", cache=True,
                               shuffle_buffer=20, seed=5, read_chunk_bytes=_SMALL_CHUNKS)
-    x, y = self.take(dataset.make_input_fn(m, "eval", cfg, training=True), 40)
+    x, y = self.take(input_fn_lib.make_input_fn(m, "eval", cfg, training=True), 40)
     self.assertEqual(x.dtype, np.float32)
     # 40 epochs of 20 examples: each example appears flipped and unflipped.
     by_key = collections.defaultdict(set)
@@ -234,8 +234,8 @@ class CacheTest(InputFnTestBase):
     m, _ = self.write(n=10)
     cache_dir = self.create_tempdir().full_path
     for chain in ("scale", "inception"):
-      cfg = dataset.InputConfig(batch_size=5, preprocessing=chain, cache=True, cache_dir=cache_dir)
-      list(dataset.make_input_fn(m, "eval", cfg, training=False)())
+      cfg = input_fn_lib.InputConfig(batch_size=5, preprocessing=chain, cache=True, cache_dir=cache_dir)
+      list(input_fn_lib.make_input_fn(m, "eval", cfg, training=False)())
     self.assertLen({f.split(".")[0] for f in os.listdir(cache_dir)}, 2)
 
 
@@ -250,9 +250,9 @@ class ShardingTest(InputFnTestBase):
     m, expected = self.write(n=41, num_shards=num_shards)
     parts = []
     for index in range(workers):
-      cfg = dataset.InputConfig(batch_size=4, preprocessing=(), num_workers=workers,
+      cfg = input_fn_lib.InputConfig(batch_size=4, preprocessing=(), num_workers=workers,
                                 worker_index=index, read_chunk_bytes=_SMALL_CHUNKS)
-      parts.append([k for k, _ in self.read_all(dataset.make_input_fn(m, "eval", cfg, False),
+      parts.append([k for k, _ in self.read_all(input_fn_lib.make_input_fn(m, "eval", cfg, False),
                                                 _IMAGE)])
     for i in range(workers):
       self.assertNotEmpty(parts[i])
@@ -262,13 +262,13 @@ class ShardingTest(InputFnTestBase):
 
   def test_worker_shard_mode(self):
     files = [f"f{i}" for i in range(4)]
-    self.assertEqual(dataset.worker_shard(files, 2, 1), dataset.WorkerShard(("f1", "f3"), None))
-    self.assertEqual(dataset.worker_shard(files, 5, 4), dataset.WorkerShard(tuple(files), (5, 4)))
+    self.assertEqual(input_fn_lib.worker_shard(files, 2, 1), input_fn_lib.WorkerShard(("f1", "f3"), None))
+    self.assertEqual(input_fn_lib.worker_shard(files, 5, 4), input_fn_lib.WorkerShard(tuple(files), (5, 4)))
 
   def test_input_context_shards_like_workers(self):
     m, expected = self.write(n=30, num_shards=2)
-    cfg = dataset.InputConfig(batch_size=6, preprocessing=())
-    fn = dataset.make_input_fn(m, "eval", cfg, False)
+    cfg = input_fn_lib.InputConfig(batch_size=6, preprocessing=())
+    fn = input_fn_lib.make_input_fn(m, "eval", cfg, False)
     parts = [set(k for k, _ in self.read_all(fn, _IMAGE, input_context=tf.distribute.InputContext(
         num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2))) for i in range(2)]
     self.assertEmpty(parts[0] & parts[1])
@@ -276,8 +276,8 @@ class ShardingTest(InputFnTestBase):
 
   def test_both_sharding_sources_is_an_error(self):
     m, _ = self.write(n=10)
-    fn = dataset.make_input_fn(m, "eval", dataset.InputConfig(num_workers=2), False)
-    with self.assertRaisesRegex(dataset.InputError, "conflicts with the distribution strategy"):
+    fn = input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(num_workers=2), False)
+    with self.assertRaisesRegex(input_fn_lib.InputError, "conflicts with the distribution strategy"):
       fn(input_context=tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=0))
 
   @parameterized.named_parameters(
@@ -287,7 +287,7 @@ class ShardingTest(InputFnTestBase):
   )
   def test_bad_config(self, kwargs, message):
     with self.assertRaisesRegex(errors.UserInputError, message):
-      dataset.InputConfig(**kwargs)
+      input_fn_lib.InputConfig(**kwargs)
 
 
 class MixtureTest(InputFnTestBase):
@@ -295,35 +295,35 @@ class MixtureTest(InputFnTestBase):
   def test_proportions_follow_weights(self):
     a, _ = self.write(n=40, labels=[0] * 40, split="train")
     b, _ = self.write(n=40, labels=[1] * 40, split="train")
-    cfg = dataset.InputConfig(batch_size=50, preprocessing=(), seed=7, shuffle_buffer=100,
+    cfg = input_fn_lib.InputConfig(batch_size=50, preprocessing=(), seed=7, shuffle_buffer=100,
                               read_chunk_bytes=_SMALL_CHUNKS)
-    fn = dataset.make_mixture_input_fn([(a, 0.7), (b, 0.3)], "train", cfg)
+    fn = input_fn_lib.make_mixture_input_fn([(a, 0.7), (b, 0.3)], "train", cfg)
     _, y = self.take(fn, 60)
     self.assertAllClose(np.mean(y == 0), 0.7, atol=0.04)
     _, y_again = self.take(fn, 60)
     self.assertAllEqual(y, y_again)
     # Equal weights from unnormalised input.
-    _, y_equal = self.take(dataset.make_mixture_input_fn([(a, 2), (b, 2)], "train", cfg), 60)
+    _, y_equal = self.take(input_fn_lib.make_mixture_input_fn([(a, 2), (b, 2)], "train", cfg), 60)
     self.assertAllClose(np.mean(y_equal == 0), 0.5, atol=0.04)
 
   def test_refuses_incompatible_specs(self):
     a, _ = self.write(n=10)
     b, _ = self.write(_VECTOR, n=10)
     with self.assertRaises(mixture.MixtureError) as cm:
-      dataset.make_mixture_input_fn([(a, 1), (b, 1)], "eval", dataset.InputConfig())
+      input_fn_lib.make_mixture_input_fn([(a, 1), (b, 1)], "eval", input_fn_lib.InputConfig())
     self.assertIn(a.directory, str(cm.exception))
     self.assertIn(b.directory, str(cm.exception))
 
   def test_refuses_bad_weight(self):
     a, _ = self.write(n=10)
     with self.assertRaisesRegex(mixture.MixtureError, "must be a positive number"):
-      dataset.make_mixture_input_fn([(a, 0.0)], "eval", dataset.InputConfig())
+      input_fn_lib.make_mixture_input_fn([(a, 0.0)], "eval", input_fn_lib.InputConfig())
 
   def test_named_eval_input_fns(self):
     a, ea = self.write(n=10)
     b, eb = self.write(n=14)
-    fns = dataset.make_eval_input_fns([("clean", a), ("noisy", b)], "eval",
-                                      dataset.InputConfig(batch_size=4, preprocessing=()))
+    fns = input_fn_lib.make_eval_input_fns([("clean", a), ("noisy", b)], "eval",
+                                      input_fn_lib.InputConfig(batch_size=4, preprocessing=()))
     self.assertEqual([name for name, _ in fns], ["clean", "noisy"])
     self.assertLen(self.read_all(fns[0][1], _IMAGE), len(ea))
     self.assertLen(self.read_all(fns[1][1], _IMAGE), len(eb))
@@ -346,7 +346,7 @@ class VerifyTest(InputFnTestBase):
     bad = m.files("eval")[1]
     self._damage(bad, how)
     with self.assertRaisesRegex(manifest_lib.ManifestError, bad) as cm:
-      dataset.make_input_fn(m, "eval", dataset.InputConfig(), training=True)
+      input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(), training=True)
     self.assertIsInstance(cm.exception, errors.UserInputError)
 
   def test_all_bad_shards_are_counted(self):
@@ -354,34 +354,34 @@ class VerifyTest(InputFnTestBase):
     for path in m.files("eval"):
       self._damage(path, "truncated")
     with self.assertRaisesRegex(manifest_lib.ManifestError, r"and 2 more bad shard"):
-      dataset.verify(m, "eval")
+      input_fn_lib.verify(m, "eval")
 
   def test_cache_skips_unchanged_shards_and_rechecks_changed_ones(self):
     m, _ = self.write(n=30)
     cache = os.path.join(self.create_tempdir().full_path, "sub", "verified.json")
     names = [s.name for s in m.shards("eval")]
-    self.assertEqual(dataset.verify(m, "eval", cache_path=cache).hashed, tuple(names))
-    again = dataset.verify(m, "eval", cache_path=cache)
+    self.assertEqual(input_fn_lib.verify(m, "eval", cache_path=cache).hashed, tuple(names))
+    again = input_fn_lib.verify(m, "eval", cache_path=cache)
     self.assertEqual((again.hashed, again.cached), ((), tuple(names)))
     bad = m.files("eval")[2]
     self._damage(bad, "bit_flipped")
     st = os.stat(bad)
     os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a write always moves mtime
     with self.assertRaisesRegex(manifest_lib.ManifestError, bad):
-      dataset.verify(m, "eval", cache_path=cache)
+      input_fn_lib.verify(m, "eval", cache_path=cache)
 
   def test_verify_only_this_workers_shards(self):
     m, _ = self.write(n=30, num_shards=4)
     self._damage(m.files("eval")[1], "truncated")
     # Worker 0 of 2 reads shards 0 and 2, so it starts; worker 1 is refused.
-    dataset.make_input_fn(m, "eval", dataset.InputConfig(num_workers=2, worker_index=0), True)
+    input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(num_workers=2, worker_index=0), True)
     with self.assertRaisesRegex(manifest_lib.ManifestError, m.files("eval")[1]):
-      dataset.make_input_fn(m, "eval", dataset.InputConfig(num_workers=2, worker_index=1), True)
+      input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(num_workers=2, worker_index=1), True)
 
   def test_unknown_split(self):
     m, _ = self.write(n=10)
     with self.assertRaisesRegex(manifest_lib.ManifestError, "no split 'train'"):
-      dataset.make_input_fn(m, "train", dataset.InputConfig(), True)
+      input_fn_lib.make_input_fn(m, "train", input_fn_lib.InputConfig(), True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from input_fns import manifest as manifest_lib
 from input_fns import records
 from input_fns import writer
 from input_fns.formats import base
-from tests.testing import data as testutil
+from tests.testing import data as test_data
 
 _SPEC = fs.image_spec(3, 3, 1, ["a", "b", "c"])
 
@@ -85,7 +85,7 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
       m.verify(split)
       # Without shuffling, shard i holds examples i, i+3, ...; files are read in order.
       order = np.concatenate([idx[i::3] for i in range(3)])
-      features, labels = testutil.read_split(m, split)
+      features, labels = test_data.read_split(m, split)
       np.testing.assert_array_equal(features["image"], src.images[order])
       np.testing.assert_array_equal(labels, src.labels[order])
       self.assertEqual(features["image"].dtype, np.uint8)
@@ -99,13 +99,13 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
     writer.write(a, _Source(), writer.WriteOptions(num_shards=4, workers=1, shuffle_seed=7))
     writer.write(b, _Source(), writer.WriteOptions(num_shards=4, workers=2, shuffle_seed=7))
     writer.write(c, _Source(), writer.WriteOptions(num_shards=4, workers=2, shuffle_seed=8))
-    snap_a, snap_b, snap_c = (testutil.dir_snapshot(x) for x in (a, b, c))
+    snap_a, snap_b, snap_c = (test_data.dir_snapshot(x) for x in (a, b, c))
     self.assertEqual({k: v[2] for k, v in snap_a.items()}, {k: v[2] for k, v in snap_b.items()})
     self.assertNotEqual(snap_a["train-00000-of-00004.tfrecord"][2],
                         snap_c["train-00000-of-00004.tfrecord"][2])
     # Another seed shuffles differently but holds the same examples.
-    fa, la = testutil.read_split(manifest_lib.read(a), "train")
-    fc, lc = testutil.read_split(manifest_lib.read(c), "train")
+    fa, la = test_data.read_split(manifest_lib.read(a), "train")
+    fc, lc = test_data.read_split(manifest_lib.read(c), "train")
     self.assertCountEqual([x.tobytes() + bytes([y]) for x, y in zip(fa["image"], la)],
                           [x.tobytes() + bytes([y]) for x, y in zip(fc["image"], lc)])
 
@@ -117,7 +117,7 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
     examples = [(split, {"image": src.images[i]}, src.labels[i])
                 for split, idx in src.splits.items() for i in idx]
     writer.write_dataset(single, _SPEC, examples, 3, {"format": "test"}, shuffle_seed=2)
-    a, b = testutil.dir_snapshot(batched), testutil.dir_snapshot(single)
+    a, b = test_data.dir_snapshot(batched), test_data.dir_snapshot(single)
     del a["manifest.json"], b["manifest.json"]  # the sources' descriptions differ
     self.assertEqual({k: v[2] for k, v in a.items()}, {k: v[2] for k, v in b.items()})
 
@@ -128,7 +128,7 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
     m = writer.write_dataset(d, _SPEC, examples, num_shards=2, source={"format": "t"})
     self.assertEqual((m.count("train"), m.count("eval")), (32, 8))
     self.assertEqual(m.source["format"], "t")
-    features, labels = testutil.read_split(m, "eval")
+    features, labels = test_data.read_split(m, "eval")
     expected = [i for i in range(40) if i % 5 == 0]
     expected = expected[0::2] + expected[1::2]
     np.testing.assert_array_equal(features["image"][:, 0, 0, 0], expected)
@@ -142,9 +142,9 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
   def test_rerun_of_a_complete_dataset_touches_nothing(self):
     d = self._dir()
     m = writer.write(d, _Source(), writer.WriteOptions(num_shards=3))
-    before = testutil.dir_snapshot(d)
+    before = test_data.dir_snapshot(d)
     self.assertEqual(writer.write(d, _Source(), writer.WriteOptions(num_shards=3, workers=1)), m)
-    self.assertEqual(testutil.dir_snapshot(d), before)
+    self.assertEqual(test_data.dir_snapshot(d), before)
     self.assertFalse(os.path.exists(os.path.join(d, writer.WRITING_DIR)))
 
   def test_crashed_worker_keeps_finished_shards_and_rerun_writes_only_the_rest(self):
@@ -159,16 +159,16 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotIn(last.name, visible)
     self.assertEqual([f for f in os.listdir(os.path.join(d, writer.WRITING_DIR))
                       if f.endswith(".tmp")], [])
-    before = testutil.dir_snapshot(d)
+    before = test_data.dir_snapshot(d)
     m = writer.write(d, _Source(), opts)
-    after = testutil.dir_snapshot(d)
+    after = test_data.dir_snapshot(d)
     for name in visible:
       self.assertEqual(after[name][:2], before[name][:2], f"{name} was rewritten")
     self.assertIn(last.name, after)
     fresh = self._dir()
     writer.write(fresh, _Source(), opts)
     self.assertEqual({k: v[2] for k, v in after.items()},
-                     {k: v[2] for k, v in testutil.dir_snapshot(fresh).items()})
+                     {k: v[2] for k, v in test_data.dir_snapshot(fresh).items()})
     m.verify("train")
 
   def test_damaged_shard_is_rewritten_on_rerun(self):
@@ -211,10 +211,10 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
     for name in visible:  # every visible shard is complete: its sidecar matches it
       n = len(list(records.read_records(os.path.join(d, name))))
       self.assertEqual(n, json.load(open(os.path.join(state, name + ".json")))["count"])
-    before = testutil.dir_snapshot(d)
+    before = test_data.dir_snapshot(d)
     opts = writer.WriteOptions(num_shards=6, workers=2, shuffle_seed=1)
     m = writer.write(d, _Source(), opts)
-    after = testutil.dir_snapshot(d)
+    after = test_data.dir_snapshot(d)
     for name in visible:
       self.assertEqual(after[name][:2], before[name][:2], f"{name} was rewritten")
     self.assertLen(_shard_files(d), 12)
@@ -222,20 +222,20 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
     fresh = self._dir()
     writer.write(fresh, _Source(), opts)
     self.assertEqual({k: v[2] for k, v in after.items()},
-                     {k: v[2] for k, v in testutil.dir_snapshot(fresh).items()})
+                     {k: v[2] for k, v in test_data.dir_snapshot(fresh).items()})
     for split in m.splits:
       m.verify(split)
 
   def test_another_complete_dataset_is_refused_and_untouched(self):
     d = self._dir()
     writer.write(d, _Source(), writer.WriteOptions(num_shards=2))
-    before = testutil.dir_snapshot(d)
+    before = test_data.dir_snapshot(d)
     with self.assertRaisesRegex(writer.DifferentDatasetError,
                                 f"{d} already holds a different dataset .*delete it"):
       writer.write(d, _Source(seed=1), writer.WriteOptions(num_shards=2))
     with self.assertRaises(writer.DifferentDatasetError):  # same source, other sharding
       writer.write(d, _Source(), writer.WriteOptions(num_shards=3))
-    self.assertEqual(testutil.dir_snapshot(d), before)
+    self.assertEqual(test_data.dir_snapshot(d), before)
     self.assertFalse(os.path.exists(os.path.join(d, writer.WRITING_DIR)))
 
   def test_another_unfinished_dataset_is_refused_and_untouched(self):
@@ -244,10 +244,10 @@ class WriterTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaises(RuntimeError):
       writer.write(d, _Source(fail_at=100, error=RuntimeError("bug")), opts)
     state = os.path.join(d, writer.WRITING_DIR)
-    before = testutil.dir_snapshot(d), testutil.dir_snapshot(state)
+    before = test_data.dir_snapshot(d), test_data.dir_snapshot(state)
     with self.assertRaisesRegex(writer.DifferentDatasetError, "holds an unfinished different"):
       writer.write(d, _Source(seed=3), opts)
-    self.assertEqual((testutil.dir_snapshot(d), testutil.dir_snapshot(state)), before)
+    self.assertEqual((test_data.dir_snapshot(d), test_data.dir_snapshot(state)), before)
 
   def test_stray_shards_without_manifest_are_refused(self):
     d = self._dir()

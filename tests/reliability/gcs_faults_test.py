@@ -15,7 +15,7 @@ from google.cloud import storage
 
 from input_fns import manifest as manifest_lib
 from tests.reliability import harness
-from tests.testing import data as testutil
+from tests.testing import data as test_data
 
 
 class _Outage:
@@ -29,7 +29,7 @@ class _Outage:
 
   def __init__(self, target_port: int):
     self.target = ("127.0.0.1", target_port)
-    self.port = testutil.free_port()
+    self.port = test_data.free_port()
     self._conns = []
     self._server = None
     self._open = False
@@ -105,7 +105,7 @@ class GcsFaultsTest(absltest.TestCase):
 
   def test_storage_gone_mid_upload_then_rerun_completes(self):
     emu_dir = self.create_tempdir().full_path  # objects on disk: they survive a restart
-    emus = [testutil.Emulator(data_dir=emu_dir).start()]
+    emus = [test_data.Emulator(data_dir=emu_dir).start()]
     self.addCleanup(lambda: emus[-1].stop())
     emu = emus[0]
     self.addCleanup(os.environ.pop, "STORAGE_EMULATOR_HOST", None)
@@ -146,7 +146,7 @@ class GcsFaultsTest(absltest.TestCase):
     # hold it for good (seen on a loaded machine): restart it on the same port and directory
     # before looking at what the bucket holds.
     emu.stop()
-    emus.append(testutil.Emulator(port=emu.port, data_dir=emu_dir).start())
+    emus.append(test_data.Emulator(port=emu.port, data_dir=emu_dir).start())
     uploaded = objects()
     self.assertNotIn(manifest_lib.FILENAME, uploaded)
     for name, size in uploaded.items():  # every visible object is a whole shard

@@ -12,7 +12,7 @@ from estimator_app import config as config_lib
 from estimator_app import estimator as estimator_lib
 from estimator_app import runner
 from estimator_app.analysis import evaluation
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import info as checkpoint_info
 from input_fns import errors
 from input_fns import manifest as manifest_lib
 from scripts import evaluate
@@ -55,7 +55,7 @@ class EvaluatePredictTest(tf.test.TestCase):
                              self.create_tempdir().full_path)
     self.assertIn("/best/", report.checkpoint)
     with self.assertRaisesRegex(errors.UserInputError, "does not exist"):
-      checkpoints.resolve(self.cfg.run.model_dir, "/nonexistent/model.ckpt-5")
+      checkpoint_info.resolve(self.cfg.run.model_dir, "/nonexistent/model.ckpt-5")
     with self.assertRaisesRegex(errors.UserInputError, "has no config.json"):
       evaluate.run(self.create_tempdir().full_path, "latest", None, "eval", None, None)
 

@@ -16,13 +16,14 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from estimator_app import config as config_lib
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.serving import export
 from estimator_app.serving import export_job
 from estimator_app.serving import publish
 from input_fns import errors
+from input_fns import input_fn as input_fn_lib
 from scripts import export as export_script
-from tests.testing import serving as testlib
+from tests.testing import serving as test_serving
 
 
 class ExportScriptTest(tf.test.TestCase):
@@ -32,10 +33,10 @@ class ExportScriptTest(tf.test.TestCase):
     super().setUpClass()
     cls.root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     cls.data_dir = os.path.join(cls.root, "digits")
-    m = testlib.write_digits(cls.data_dir)
+    m = test_serving.write_digits(cls.data_dir)
     # A run like the training app makes: non-default hparams, its config.json beside the
     # checkpoints, evaluations in eval/.
-    cls.model = testlib.serving_model("dnn", m)
+    cls.model = test_serving.serving_model("dnn", m)
     cls.model_dir = os.path.join(cls.root, "run")
     config_lib.save(config_lib.ExperimentConfig(
         model="dnn", hparams=cls.model.hparams,
@@ -45,10 +46,10 @@ class ExportScriptTest(tf.test.TestCase):
                                  config=tf.estimator.RunConfig(tf_random_seed=1,
                                                                save_checkpoints_steps=10))
     tf.estimator.train_and_evaluate(
-        est, tf.estimator.TrainSpec(testlib.dataset.make_input_fn(
-            m, "train", testlib.dataset.InputConfig(batch_size=32, seed=1), training=True),
+        est, tf.estimator.TrainSpec(input_fn_lib.make_input_fn(
+            m, "train", input_fn_lib.InputConfig(batch_size=32, seed=1), training=True),
             max_steps=30),
-        tf.estimator.EvalSpec(testlib.eval_input_fn(m, cls.model), steps=None, throttle_secs=0,
+        tf.estimator.EvalSpec(test_serving.eval_input_fn(m, cls.model), steps=None, throttle_secs=0,
                               start_delay_secs=0))
 
   def _job(self, **overrides):
@@ -94,7 +95,7 @@ class ExportScriptTest(tf.test.TestCase):
     self.assertEqual(best.version, 2)
     self.assertIsNone(best.validation)
     self.assertEqual(best.checkpoint,
-                     checkpoints.resolve(self.model_dir, "best", "accuracy"))
+                     checkpoint_info.resolve(self.model_dir, "best", "accuracy"))
     given = os.path.join(self.model_dir, "model.ckpt-20")
     out = export_job.run(dataclasses.replace(job, checkpoint=given, validate=False))
     self.assertEqual((out.version, export.read_metadata(out.export_dir)["global_step"]), (3, 20))
@@ -111,7 +112,7 @@ class ExportScriptTest(tf.test.TestCase):
     proc = subprocess.run(
         [sys.executable, "-m", "scripts.export", "--validate", f"--export_dir={made.export_dir}",
          f"--model_dir={self.model_dir}", "--validate_examples=8"],
-        env=testlib.child_env(), capture_output=True, text=True, timeout=600, check=False)
+        env=test_serving.child_env(), capture_output=True, text=True, timeout=600, check=False)
     self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
     errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
     self.assertLen(errors, 1)
@@ -146,7 +147,7 @@ class ExportScriptTest(tf.test.TestCase):
       export_job.run(job)
 
   def test_publishes_the_new_version(self):
-    with testlib.GcsEmulator() as emulator, \
+    with test_serving.GcsEmulator() as emulator, \
         mock.patch.dict(os.environ, {"STORAGE_EMULATOR_HOST": emulator.url}):
       client = storage.Client(project="test", credentials=AnonymousCredentials())
       client.create_bucket("serving")

@@ -13,7 +13,7 @@ from absl.testing import parameterized
 from input_fns import manifest as manifest_lib
 from scripts import make_tfrecords
 from scripts import make_tfrecords_flags
-from tests.testing import data as testutil
+from tests.testing import data as test_data
 
 
 def _cli(*args):
@@ -30,8 +30,8 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, 4, 4), dtype=np.uint8)
     labels = (np.arange(n) % 4).astype(np.uint8)
-    return (testutil.write_idx(os.path.join(d, "images.gz"), images, gz),
-            testutil.write_idx(os.path.join(d, "labels.gz"), labels, gz), images, labels)
+    return (test_data.write_idx(os.path.join(d, "images.gz"), images, gz),
+            test_data.write_idx(os.path.join(d, "labels.gz"), labels, gz), images, labels)
 
   def test_flags_become_a_frozen_config_with_resolved_paths(self):
     root = self.create_tempdir().full_path
@@ -75,9 +75,9 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
       cfg = make_tfrecords_flags.config_from_flags()
     m = make_tfrecords.convert(cfg)
     self.assertEqual((m.count("train"), m.count("eval")), (30, 10))
-    before = testutil.dir_snapshot(out)
+    before = test_data.dir_snapshot(out)
     self.assertEqual(make_tfrecords.convert(cfg), m)
-    self.assertEqual(testutil.dir_snapshot(out), before)
+    self.assertEqual(test_data.dir_snapshot(out), before)
     text = m.describe()
     self.assertIn("train: 30 examples in 2 shards", text)
     self.assertIn("image 'image' uint8[4, 4, 1], 4 classes", text)
@@ -95,9 +95,9 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(m.compression, "GZIP")
     got = []
     for split in ("train", "eval"):
-      features, got_labels = testutil.read_split(m, split)
-      got += testutil.example_keys(features["image"], got_labels)
-    self.assertEqual(sorted(got), testutil.example_keys(src_images[..., None], src_labels))
+      features, got_labels = test_data.read_split(m, split)
+      got += test_data.example_keys(features["image"], got_labels)
+    self.assertEqual(sorted(got), test_data.example_keys(src_images[..., None], src_labels))
 
   @parameterized.named_parameters(
       ("wrong_magic", "magic", r"wrong magic number 0x00000801"),
@@ -120,7 +120,7 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
       with flagsaver.flagsaver(format="idx", images=other_images, labels=other_labels,
                                output_dir=out):
         make_tfrecords.convert(make_tfrecords_flags.config_from_flags())
-    before = testutil.dir_snapshot(out) if os.path.exists(out) else None
+    before = test_data.dir_snapshot(out) if os.path.exists(out) else None
     result = _cli("--format=idx", *args)
     self.assertEqual(result.returncode, 2, result.stderr[-3000:])
     last = result.stderr.strip().splitlines()[-1]
@@ -129,7 +129,7 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
     if before is None:
       self.assertFalse(os.path.exists(out))
     else:
-      self.assertEqual(testutil.dir_snapshot(out), before)
+      self.assertEqual(test_data.dir_snapshot(out), before)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ import time
 
 import tensorflow as tf
 
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import retention
 from estimator_app.training import distribution
 from estimator_app.training import hooks as hooks_lib
 from estimator_app.training import preemption
 from input_fns import errors
-from input_fns import input_fn as dataset
+from input_fns import input_fn as input_fn_lib
 from input_fns import manifest as manifest_lib
 from model_fns import model_fn as model_fn_lib
 from model_fns import registry
@@ -148,10 +148,10 @@ def run(args):
 
   m = manifest_lib.read(args["data_dir"])
   num_workers, worker_index = distribution.per_worker_input(task, train_distribute)
-  train_input = dataset.make_input_fn(m, "train", dataset.InputConfig(
+  train_input = input_fn_lib.make_input_fn(m, "train", input_fn_lib.InputConfig(
       batch_size=args["batch_size"], shuffle_buffer=0, seed=args["seed"],
       num_workers=num_workers, worker_index=worker_index), training=True)
-  eval_input = dataset.make_input_fn(m, "eval", dataset.InputConfig(batch_size=256),
+  eval_input = input_fn_lib.make_input_fn(m, "eval", input_fn_lib.InputConfig(batch_size=256),
                                      training=False)
   model_def = registry.get("dnn")
   train_cfg = model_fn_lib.TrainConfig(
@@ -193,7 +193,7 @@ def run(args):
   eval_spec = tf.estimator.EvalSpec(eval_input, steps=None, exporters=exporters,
                                     hooks=eval_hooks, **distribution.eval_spec_timing(task))
   if task is not None and task.is_evaluator:  # as runner.train: survives latest-K retention
-    checkpoints.evaluate_new_checkpoints(estimator, eval_spec, args["train_steps"])
+    retention.evaluate_new_checkpoints(estimator, eval_spec, args["train_steps"])
     result = None
   else:
     result = tf.estimator.train_and_evaluate(

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from estimator_app.serving import export
 from input_fns import digits
-from input_fns import input_fn as dataset
+from input_fns import input_fn as input_fn_lib
 from input_fns import manifest as manifest_lib
 from input_fns import splits
 from input_fns import writer
@@ -66,15 +66,15 @@ def train(model: export.ServingModel, m: manifest_lib.Manifest, model_dir: str,
   """
   est = tf.estimator.Estimator(model.model_fn(), model_dir=model_dir,
                                config=tf.estimator.RunConfig(tf_random_seed=1, **run_config))
-  est.train(dataset.make_input_fn(
-      m, splits.TRAIN, dataset.InputConfig(batch_size=32, preprocessing=model.preprocessing,
+  est.train(input_fn_lib.make_input_fn(
+      m, splits.TRAIN, input_fn_lib.InputConfig(batch_size=32, preprocessing=model.preprocessing,
                                            seed=1), training=True), max_steps=steps)
   return est, tf.train.latest_checkpoint(model_dir)
 
 
 def eval_input_fn(m: manifest_lib.Manifest, model: export.ServingModel):
-  return dataset.make_input_fn(
-      m, splits.EVAL, dataset.InputConfig(batch_size=128, preprocessing=model.preprocessing),
+  return input_fn_lib.make_input_fn(
+      m, splits.EVAL, input_fn_lib.InputConfig(batch_size=128, preprocessing=model.preprocessing),
       training=False)
 
 

@@ -12,7 +12,7 @@ from absl.testing import absltest
 from absl.testing import flagsaver
 
 from estimator_app.benchmarks import gpu_check
-from estimator_app.training import input_diagnosis as diagnose
+from estimator_app.training import input_diagnosis
 from model_fns import model_fn as model_fn_lib
 from scripts import experiment_flags
 from scripts import train  # pylint: disable=unused-import (defines the train.py flags)
@@ -105,12 +105,12 @@ class ParseTest(absltest.TestCase):
 
   def test_diagnosis_verdicts_as_diagnose_input_logs_them(self):
     def logged(advice):  # runner.diagnose_input: logging.info("diagnose_input: %s", advice)
-      return f"I1202 08:03:19.481620 1407 diagnose.py:143] diagnose_input: {advice}"
+      return f"I1202 08:03:19.481620 1407 input_diagnosis.py:143] diagnose_input: {advice}"
 
-    v = gpu_check.parse_diagnosis(["other", logged(diagnose.advise(3510.0, 1000.0, 980.0))])
+    v = gpu_check.parse_diagnosis(["other", logged(input_diagnosis.advise(3510.0, 1000.0, 980.0))])
     self.assertFalse(v.input_bound)
     self.assertAlmostEqual(v.headroom, 3.51)
-    v = gpu_check.parse_diagnosis([logged(diagnose.advise(400.0, 1000.0, 390.0))])
+    v = gpu_check.parse_diagnosis([logged(input_diagnosis.advise(400.0, 1000.0, 390.0))])
     self.assertTrue(v.input_bound)
     self.assertAlmostEqual(v.headroom, 0.40)
     self.assertIsNone(gpu_check.parse_diagnosis([_step_line(1)]))

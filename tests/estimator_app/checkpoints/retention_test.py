@@ -11,7 +11,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from estimator_app.checkpoints import info as checkpoint_info
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import retention
 from estimator_app.training import early_stopping
 from input_fns import errors
 from tests.testing import tiny_estimator
@@ -43,11 +43,11 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
     model_dir = self.create_tempdir().full_path
     prefixes = _save_checkpoints(model_dir, [10, 20, 30, 40, 50])
     values = [0.5, 0.8, 0.9, 0.8, 0.9]  # ties rank the earlier step first
-    exporter = checkpoints.BestCheckpointExporter("accuracy", higher, keep=3)
+    exporter = retention.BestCheckpointExporter("accuracy", higher, keep=3)
     best_dir = os.path.join(model_dir, "best")
     for p, v in zip(prefixes, values):
       exporter.offer(best_dir, p, {"accuracy": v, "loss": 1.0 - v, "global_step": 0})
-    index = checkpoints.read_best_index(best_dir)
+    index = retention.read_best_index(best_dir)
     self.assertEqual(index["metric"], "accuracy")
     self.assertEqual(index["higher_is_better"], higher)
     self.assertEqual([(e["global_step"], e["value"]) for e in index["checkpoints"]],
@@ -70,7 +70,7 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
     model_dir = self.create_tempdir().full_path
     p10, p20 = _save_checkpoints(model_dir, [10, 20])
     est = tf.estimator.Estimator(tiny_estimator.model_fn, model_dir=model_dir)
-    exporter = checkpoints.BestCheckpointExporter("accuracy", True, keep=2)
+    exporter = retention.BestCheckpointExporter("accuracy", True, keep=2)
     self.assertIsNone(exporter.export(est, "/unused", p10, {"accuracy": np.float32(0.3),
                                                             "loss": np.float32(np.nan)}, False))
     self.assertIsNone(exporter.export(est, "/unused", p10, {"accuracy": np.nan, "loss": 1.0},
@@ -78,7 +78,7 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
     kept = exporter.export(est, "/unused", p20, {"accuracy": np.float32(0.3), "loss": 1.0,
                                                  "global_step": np.int64(20)}, True)
     self.assertEqual(kept, os.path.join(model_dir, "best", "ckpt-20", "model.ckpt-20"))
-    self.assertEqual([e["global_step"] for e in checkpoints.read_best_index(
+    self.assertEqual([e["global_step"] for e in retention.read_best_index(
         os.path.join(model_dir, "best"))["checkpoints"]], [20])
     with self.assertRaisesRegex(errors.UserInputError,
                                 r"metric 'accuracy' is not among the evaluation's metrics "
@@ -89,12 +89,12 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
     model_dir = self.create_tempdir().full_path
     (p10,) = _save_checkpoints(model_dir, [10])
     best_dir = os.path.join(model_dir, "best")
-    exporter = checkpoints.BestCheckpointExporter("loss", False, keep=1)
+    exporter = retention.BestCheckpointExporter("loss", False, keep=1)
     exporter.offer(best_dir, p10, {"loss": 0.5})
     os.makedirs(os.path.join(best_dir, ".tmp-interrupted"))  # a crash mid-copy
     os.makedirs(os.path.join(best_dir, "ckpt-99"))  # a copy whose index update never happened
     exporter.offer(best_dir, p10, {"loss": 0.4})  # e.g. the final evaluation of the same step
-    index = checkpoints.read_best_index(best_dir)
+    index = retention.read_best_index(best_dir)
     self.assertEqual([(e["global_step"], e["value"]) for e in index["checkpoints"]], [(10, 0.4)])
     self.assertCountEqual(tf.io.gfile.listdir(best_dir),
                           ["ckpt-10", "checkpoint", "best_index.json"])
@@ -102,20 +102,20 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
   def test_copy_of_a_missing_checkpoint_leaves_nothing(self):
     parent = self.create_tempdir().full_path
     with self.assertRaises(tf.errors.NotFoundError):
-      checkpoints.copy_checkpoint(os.path.join(parent, "model.ckpt-5"),
+      retention.copy_checkpoint(os.path.join(parent, "model.ckpt-5"),
                                   os.path.join(parent, "best", "ckpt-5"))
     self.assertEqual(os.listdir(parent), [])
 
   def test_rejects_bad_settings(self):
     with self.assertRaisesRegex(errors.UserInputError, "keep >= 1, got 0"):
-      checkpoints.BestCheckpointExporter("accuracy", True, keep=0)
+      retention.BestCheckpointExporter("accuracy", True, keep=0)
 
   @parameterized.named_parameters(("highest_loss_kept", True), ("lowest_loss_kept", False))
   def test_best_n_survives_latest_k_in_train_and_evaluate(self, higher):
     model_dir = self.create_tempdir().full_path
     est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=4, keep_checkpoint_max=2,
                                learning_rate=0.3)
-    exporter = checkpoints.BestCheckpointExporter("loss", higher, keep=2)
+    exporter = retention.BestCheckpointExporter("loss", higher, keep=2)
     tf.estimator.train_and_evaluate(
         est, tf.estimator.TrainSpec(tiny_estimator.input_fn(), max_steps=24),
         tf.estimator.EvalSpec(tiny_estimator.input_fn(n=48, training=False), steps=None,
@@ -126,7 +126,7 @@ class BestCheckpointExporterTest(tf.test.TestCase, parameterized.TestCase):
     evals = early_stopping.read_eval_metrics(est.eval_dir())
     self.assertEqual(sorted(evals), [4, 8, 12, 16, 20, 24])
     ranked = sorted(evals, key=lambda s: (-evals[s]["loss"] if higher else evals[s]["loss"], s))
-    index = checkpoints.read_best_index(os.path.join(model_dir, "best"))
+    index = retention.read_best_index(os.path.join(model_dir, "best"))
     self.assertEqual([e["global_step"] for e in index["checkpoints"]], ranked[:2])
     self.assertAllClose([e["value"] for e in index["checkpoints"]],
                         [evals[s]["loss"] for s in ranked[:2]], rtol=1e-6)
@@ -149,7 +149,7 @@ class DiscardCheckpointsFromTest(tf.test.TestCase):
   def test_retires_later_checkpoints_and_rewrites_state(self):
     model_dir = self.create_tempdir().full_path
     _save_checkpoints(model_dir, [0, 5, 10, 15])
-    kept, retired = checkpoints.discard_checkpoints_from(model_dir, 10)
+    kept, retired = retention.discard_checkpoints_from(model_dir, 10)
     self.assertEqual(kept, os.path.join(model_dir, "model.ckpt-5"))
     self.assertEqual([os.path.basename(p) for p in retired], ["model.ckpt-10", "model.ckpt-15"])
     self.assertEqual(tf.train.latest_checkpoint(model_dir), kept)
@@ -158,14 +158,14 @@ class DiscardCheckpointsFromTest(tf.test.TestCase):
     self.assertCountEqual([os.path.basename(p) for p in
                            glob.glob(os.path.join(model_dir, "nonfinite", "*.index"))],
                           ["model.ckpt-10.index", "model.ckpt-15.index"])
-    self.assertEqual(checkpoints.discard_checkpoints_from(model_dir, 10), (kept, []))
+    self.assertEqual(retention.discard_checkpoints_from(model_dir, 10), (kept, []))
 
   def test_nothing_left_removes_the_state_file(self):
     model_dir = self.create_tempdir().full_path
     _save_checkpoints(model_dir, [0])
-    self.assertEqual(checkpoints.discard_checkpoints_from(model_dir, 0)[0], None)
+    self.assertEqual(retention.discard_checkpoints_from(model_dir, 0)[0], None)
     self.assertIsNone(tf.train.latest_checkpoint(model_dir))
-    self.assertEqual(checkpoints.discard_checkpoints_from(self.create_tempdir().full_path, 0),
+    self.assertEqual(retention.discard_checkpoints_from(self.create_tempdir().full_path, 0),
                      (None, []))
 
 
@@ -191,13 +191,13 @@ class _Chief:
 
   def _write_state(self):
     kept = [os.path.basename(p) for p in self.prefixes[:self.visible]][-self.keep:]
-    checkpoints.write_checkpoint_state(self.model_dir, kept[-1], kept)
+    retention.write_checkpoint_state(self.model_dir, kept[-1], kept)
 
   def write_next(self, k=1):
     self.visible = min(len(self.prefixes), self.visible + k)
     self._write_state()
     for p in self.prefixes[:max(0, self.visible - self.keep)]:
-      for f in checkpoints.checkpoint_files(p):
+      for f in retention.checkpoint_files(p):
         tf.io.gfile.remove(f)
 
 
@@ -251,7 +251,7 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
     exporter = _Recorder()
     est = tiny_estimator.estimator(self.model_dir)
     with self.assertLogs(level="WARNING") as logs:
-      result = checkpoints.evaluate_new_checkpoints(est, self._spec(hook, exporter), 12,
+      result = retention.evaluate_new_checkpoints(est, self._spec(hook, exporter), 12,
                                                     sleep=self.sleeps.append)
     self.assertEqual(result["global_step"], 12)
     self.assertEqual(hook.steps, [12])
@@ -284,7 +284,7 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
       chief.write_next()
 
     hook, exporter = _Evaluated(), _Recorder()
-    result = checkpoints.evaluate_new_checkpoints(
+    result = retention.evaluate_new_checkpoints(
         tiny_estimator.estimator(self.model_dir), self._spec(hook, exporter, throttle_secs=30), 12,
         sleep=sleep)
     self.assertEqual(result["global_step"], 12)
@@ -298,7 +298,7 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
   def test_an_evaluator_that_starts_after_the_chief_finished_evaluates_the_final_one(self):
     _Chief(self.model_dir, [0, 4, 8, 12], visible=4, keep=2)
     hook, exporter = _Evaluated(), _Recorder()
-    result = checkpoints.evaluate_new_checkpoints(
+    result = retention.evaluate_new_checkpoints(
         tiny_estimator.estimator(self.model_dir), self._spec(hook, exporter), 12,
         sleep=self.sleeps.append)
     self.assertEqual((result["global_step"], hook.steps, self.sleeps), (12, [12], []))
@@ -312,10 +312,10 @@ class EvaluateNewCheckpointsTest(tf.test.TestCase):
 
     spec = tf.estimator.EvalSpec(broken, steps=None, throttle_secs=5)
     with self.assertRaisesRegex(ValueError, "a bug in the eval input_fn"):
-      checkpoints.evaluate_new_checkpoints(tiny_estimator.estimator(self.model_dir), spec, 4,
+      retention.evaluate_new_checkpoints(tiny_estimator.estimator(self.model_dir), spec, 4,
                                            sleep=self.sleeps.append)
     with self.assertRaisesRegex(ValueError, "max_steps must be >= 1"):
-      checkpoints.evaluate_new_checkpoints(tiny_estimator.estimator(self.model_dir), spec, 0)
+      retention.evaluate_new_checkpoints(tiny_estimator.estimator(self.model_dir), spec, 0)
 
 
 if __name__ == "__main__":

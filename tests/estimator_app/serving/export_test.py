@@ -16,14 +16,15 @@ import tensorflow as tf
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.serving import export
 from estimator_app.serving import validation as serving_validation
 from estimator_app.serving import warmup
 from estimator_app.training import early_stopping
 from input_fns import errors
+from input_fns import input_fn as input_fn_lib
 from model_fns import registry
-from tests.testing import serving as testlib
+from tests.testing import serving as test_serving
 
 _NO_VALIDATION = export.ExportOptions(model_name="digits", validate_examples=0)
 
@@ -39,9 +40,9 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     super().setUpClass()
     # Read-only fixture shared by the tests: the dataset and one trained dnn checkpoint.
     cls._root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
-    cls.m = testlib.write_digits(os.path.join(cls._root, "data"))
-    cls.model = testlib.serving_model("dnn", cls.m)
-    cls.estimator, cls.ckpt = testlib.train(cls.model, cls.m, os.path.join(cls._root, "dnn"))
+    cls.m = test_serving.write_digits(os.path.join(cls._root, "data"))
+    cls.model = test_serving.serving_model("dnn", cls.m)
+    cls.estimator, cls.ckpt = test_serving.train(cls.model, cls.m, os.path.join(cls._root, "dnn"))
     cls.examples = export.read_examples(cls.m, "eval", 32)
 
   def _base(self):
@@ -51,7 +52,7 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     result = export.export_version(self._base(), self.model, self.ckpt, self.examples, _NO_VALIDATION)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     out = subprocess.run([cli, "show", "--all", "--dir", result.export_dir], check=True,
-                         capture_output=True, text=True, env=testlib.child_env()).stdout
+                         capture_output=True, text=True, env=test_serving.child_env()).stdout
     blocks = {b.split("']", 1)[0]: b for b in out.split("signature_def['")[1:]}
     self.assertCountEqual(blocks, ["serving_default", "classification", "predict_examples"])
 
@@ -134,8 +135,8 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     if name == "dnn":
       model, ckpt = self.model, self.ckpt
     else:
-      model = testlib.serving_model(name, self.m)
-      _, ckpt = testlib.train(model, self.m, self.create_tempdir().full_path, steps=20)
+      model = test_serving.serving_model(name, self.m)
+      _, ckpt = test_serving.train(model, self.m, self.create_tempdir().full_path, steps=20)
     base = self._base()
     result = export.export_version(base, model, ckpt, self.examples,
                                    export.ExportOptions(model_name="digits", validate_examples=24))
@@ -163,16 +164,16 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
         from estimator_app.training import distribution
         from estimator_app.serving import export
         from input_fns import manifest
-        from tests.testing import serving as testlib
+        from tests.testing import serving as test_serving
         m = manifest.read({self.m.directory!r})
-        model = testlib.serving_model("dnn", m, precision="float16")
-        estimator, ckpt = testlib.train(model, m, {model_dir!r}, steps=20,
+        model = test_serving.serving_model("dnn", m, precision="float16")
+        estimator, ckpt = test_serving.train(model, m, {model_dir!r}, steps=20,
                                         **distribution.run_config_kwargs(
                                             distribution.DistributionConfig(xla=True)))
         exporter = export.FinalExporter(model, export.read_examples(m, "eval", 32))
         exporter.export(estimator, {base!r}, ckpt, {{}}, is_the_final_export=True)
         """)
-    env = dict(testlib.child_env(), TF_XLA_FLAGS="--tf_xla_cpu_global_jit", TF_CPP_MIN_LOG_LEVEL="0")
+    env = dict(test_serving.child_env(), TF_XLA_FLAGS="--tf_xla_cpu_global_jit", TF_CPP_MIN_LOG_LEVEL="0")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=600, check=False)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
@@ -217,14 +218,14 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     base = self._base()
     code = textwrap.dedent(f"""
         from estimator_app.serving import export
-        from tests.testing import serving as testlib
+        from tests.testing import serving as test_serving
         from input_fns import manifest
         m = manifest.read({self.m.directory!r})
-        export.export_version({base!r}, testlib.serving_model("dnn", m), {self.ckpt!r},
+        export.export_version({base!r}, test_serving.serving_model("dnn", m), {self.ckpt!r},
                               export.read_examples(m, "eval", 16),
                               export.ExportOptions(validate_examples=16))
         """)
-    child = subprocess.Popen([sys.executable, "-c", code], env=testlib.child_env(),
+    child = subprocess.Popen([sys.executable, "-c", code], env=test_serving.child_env(),
                              start_new_session=True, stderr=subprocess.PIPE)
     staged = None
     deadline = time.time() + 120
@@ -254,11 +255,11 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
         options=export.ExportOptions(model_name="digits", warmup_examples=2, validate_examples=0))
     exporters = export.make_exporters(self.model, self.examples, cfg)
     self.assertEqual([e.name for e in exporters], ["latest", "best", "final"])
-    train_in = testlib.dataset.make_input_fn(self.m, "train", testlib.dataset.InputConfig(
+    train_in = input_fn_lib.make_input_fn(self.m, "train", input_fn_lib.InputConfig(
         batch_size=32, seed=1), training=True)
     tf.estimator.train_and_evaluate(
         est, tf.estimator.TrainSpec(train_in, max_steps=30),
-        tf.estimator.EvalSpec(testlib.eval_input_fn(self.m, self.model), steps=None,
+        tf.estimator.EvalSpec(test_serving.eval_input_fn(self.m, self.model), steps=None,
                               throttle_secs=0, start_delay_secs=0, exporters=exporters))
     root = os.path.join(model_dir, "export")
     latest = export.list_versions(os.path.join(root, "latest"))
@@ -293,31 +294,31 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     model_dir = self.create_tempdir().full_path
     est = tf.estimator.Estimator(self.model.model_fn(), model_dir=model_dir, config=tf.estimator.RunConfig(
         tf_random_seed=1, save_checkpoints_steps=10, keep_checkpoint_max=10))
-    train_in = testlib.dataset.make_input_fn(self.m, "train", testlib.dataset.InputConfig(
+    train_in = input_fn_lib.make_input_fn(self.m, "train", input_fn_lib.InputConfig(
         batch_size=32, seed=1), training=True)
     tf.estimator.train_and_evaluate(
         est, tf.estimator.TrainSpec(train_in, max_steps=20),
-        tf.estimator.EvalSpec(testlib.eval_input_fn(self.m, self.model), steps=None,
+        tf.estimator.EvalSpec(test_serving.eval_input_fn(self.m, self.model), steps=None,
                               throttle_secs=0, start_delay_secs=0))
     # No model_dir/best here: "best" falls back to the evaluations of the kept checkpoints.
-    self.assertEqual(checkpoints.resolve(model_dir, "latest"), tf.train.latest_checkpoint(model_dir))
+    self.assertEqual(checkpoint_info.resolve(model_dir, "latest"), tf.train.latest_checkpoint(model_dir))
     scores = {step: m["loss"] for step, m in
               early_stopping.read_eval_metrics(os.path.join(model_dir, "eval")).items()}
     self.assertGreaterEqual(len(scores), 2)
     best_loss_step = min(scores, key=scores.get)
-    self.assertEqual(checkpoints.resolve(model_dir, "best", "loss", higher_is_better=False),
+    self.assertEqual(checkpoint_info.resolve(model_dir, "best", "loss", higher_is_better=False),
                      os.path.join(model_dir, f"model.ckpt-{best_loss_step}"))
     prefix = os.path.join(model_dir, "model.ckpt-10")
-    self.assertEqual(checkpoints.resolve(model_dir, prefix), prefix)
+    self.assertEqual(checkpoint_info.resolve(model_dir, prefix), prefix)
     with self.assertRaisesRegex(errors.UserInputError, r"model.ckpt-7 does not exist"):
-      checkpoints.resolve(model_dir, os.path.join(model_dir, "model.ckpt-7"))
+      checkpoint_info.resolve(model_dir, os.path.join(model_dir, "model.ckpt-7"))
     with self.assertRaisesRegex(errors.UserInputError, r"holds no checkpoint"):
-      checkpoints.resolve(self.create_tempdir().full_path, "best")
+      checkpoint_info.resolve(self.create_tempdir().full_path, "best")
     with self.assertRaisesRegex(errors.UserInputError, r"no evaluation of 'auc'"):
-      checkpoints.resolve(model_dir, "best", "auc")
+      checkpoint_info.resolve(model_dir, "best", "auc")
 
   def test_checkpoint_of_another_model_is_a_user_error(self):
-    other = testlib.serving_model("dnn", self.m)
+    other = test_serving.serving_model("dnn", self.m)
     wider = dataclasses.replace(other, hparams=dataclasses.replace(other.hparams, hidden_units=(32,)))
     with self.assertRaisesRegex(export.ExportError, r"does not match model 'dnn'"):
       export.export_version(self._base(), wider, self.ckpt, self.examples, _NO_VALIDATION)

@@ -12,7 +12,7 @@ from google.cloud import storage
 
 from estimator_app.serving import export
 from estimator_app.serving import publish
-from tests.testing import serving as testlib
+from tests.testing import serving as test_serving
 
 
 class PublishTest(tf.test.TestCase):
@@ -20,11 +20,11 @@ class PublishTest(tf.test.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.emulator = testlib.GcsEmulator().__enter__()
+    cls.emulator = test_serving.GcsEmulator().__enter__()
     root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
-    cls.m = testlib.write_digits(os.path.join(root, "data"))
-    cls.model = testlib.serving_model("dnn", cls.m)
-    _, cls.ckpt = testlib.train(cls.model, cls.m, os.path.join(root, "dnn"), steps=10)
+    cls.m = test_serving.write_digits(os.path.join(root, "data"))
+    cls.model = test_serving.serving_model("dnn", cls.m)
+    _, cls.ckpt = test_serving.train(cls.model, cls.m, os.path.join(root, "dnn"), steps=10)
     cls.examples = export.read_examples(cls.m, "eval", 8)
     # A real local model base with versions 1 and 2 (2 carries a validation report).
     cls.local = os.path.join(root, "exports", "digits")

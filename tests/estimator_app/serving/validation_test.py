@@ -13,7 +13,7 @@ from absl.testing import parameterized
 
 from estimator_app.serving import export
 from estimator_app.serving import validation as serving_validation
-from tests.testing import serving as testlib
+from tests.testing import serving as test_serving
 
 _SIGNATURES = ["serving_default", "classification", "predict_examples"]
 
@@ -35,13 +35,13 @@ class ServingValidationTest(parameterized.TestCase, tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
-    cls.m = testlib.write_digits(os.path.join(root, "data"))
+    cls.m = test_serving.write_digits(os.path.join(root, "data"))
     cls.examples = export.read_examples(cls.m, "eval", 16)
     no_check = export.ExportOptions(warmup_examples=2, validate_examples=0)
     cls.trained = {}
     for precision in ("float32", "float16"):
-      model = testlib.serving_model("dnn", cls.m, precision=precision)
-      estimator, ckpt = testlib.train(model, cls.m, os.path.join(root, precision), steps=20,
+      model = test_serving.serving_model("dnn", cls.m, precision=precision)
+      estimator, ckpt = test_serving.train(model, cls.m, os.path.join(root, precision), steps=20,
                                       save_checkpoints_steps=10)
       unscaled = dataclasses.replace(model, preprocessing=())
       cls.trained[precision] = _Trained(

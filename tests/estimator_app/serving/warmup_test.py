@@ -12,7 +12,7 @@ from estimator_app.serving import export
 from estimator_app.serving import validation as serving_validation
 from estimator_app.serving import warmup
 from input_fns import digits
-from tests.testing import serving as testlib
+from tests.testing import serving as test_serving
 
 
 class HelpersTest(tf.test.TestCase):
@@ -42,9 +42,9 @@ class ExportWarmupTest(tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
-    cls.m = testlib.write_digits(os.path.join(root, "data"))
-    cls.model = testlib.serving_model("dnn", cls.m)
-    _, ckpt = testlib.train(cls.model, cls.m, os.path.join(root, "dnn"), steps=20)
+    cls.m = test_serving.write_digits(os.path.join(root, "data"))
+    cls.model = test_serving.serving_model("dnn", cls.m)
+    _, ckpt = test_serving.train(cls.model, cls.m, os.path.join(root, "dnn"), steps=20)
     cls.examples = export.read_examples(cls.m, "eval", 8)
     cls.export_dir = export.export_version(
         os.path.join(root, "exports", "digits"), cls.model, ckpt, cls.examples,

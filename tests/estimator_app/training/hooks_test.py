@@ -9,7 +9,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from estimator_app.checkpoints import info as checkpoint_info
-from estimator_app.checkpoints import retention as checkpoints
+from estimator_app.checkpoints import retention
 from estimator_app.training import hooks
 from input_fns import errors
 from tests.testing import tiny_estimator
@@ -162,7 +162,7 @@ class NanGuardHookTest(tf.test.TestCase):
     est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=1, keep_checkpoint_max=100,
                                learning_rate=0.05, blowup_step=6)
     eval_in = tiny_estimator.input_fn(n=32, training=False)
-    exporter = checkpoints.BestCheckpointExporter("loss", higher_is_better=True, keep=100)
+    exporter = retention.BestCheckpointExporter("loss", higher_is_better=True, keep=100)
     with self.assertRaises(hooks.NonFiniteLossError) as cm:
       tf.estimator.train_and_evaluate(
           est, tf.estimator.TrainSpec(tiny_estimator.input_fn(), max_steps=30,
@@ -191,7 +191,7 @@ class NanGuardHookTest(tf.test.TestCase):
                                                         f"model.ckpt-{bad_step + 1}"))
     self.assertFalse(np.all(np.isfinite(nan_weights.get_tensor("hidden/kernel"))))
     # The evaluation of the NaN checkpoint ran (inside the saver) but was not kept as a best one.
-    kept = [e["global_step"] for e in checkpoints.read_best_index(
+    kept = [e["global_step"] for e in retention.read_best_index(
         os.path.join(model_dir, "best"))["checkpoints"]]
     self.assertTrue(kept)
     self.assertLess(max(kept), bad_step + 1)

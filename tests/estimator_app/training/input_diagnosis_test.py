@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from estimator_app.benchmarks import train_suite
-from estimator_app.training import input_diagnosis as diagnose
+from estimator_app.training import input_diagnosis
 
 
 def _input_fn():
@@ -22,7 +22,7 @@ class DiagnoseTest(tf.test.TestCase):
 
   def test_measures_logs_and_writes_tensorboard_files(self):
     log_dir = self.create_tempdir().full_path
-    result = diagnose.diagnose_input(_input_fn, train_suite.project_model_fn("dnn"),
+    result = input_diagnosis.diagnose_input(_input_fn, train_suite.project_model_fn("dnn"),
                                      seconds=0.5, log_dir=log_dir)
     self.assertGreater(result.input_examples_per_sec, 0)
     self.assertGreater(result.model_examples_per_sec, 0)
@@ -47,18 +47,18 @@ class DiagnoseTest(tf.test.TestCase):
       features = {"image": tf.ensure_shape(features["image"], [20, 28, 28, 1])}
       return train_suite.project_model_fn("dnn")(features, labels, mode)
 
-    result = diagnose.diagnose_input(slow_input_fn, shaped, seconds=0.5)
+    result = input_diagnosis.diagnose_input(slow_input_fn, shaped, seconds=0.5)
     self.assertTrue(result.input_bound, result.advice)
-    self.assertLess(result.headroom, diagnose.HEADROOM, result.advice)
+    self.assertLess(result.headroom, input_diagnosis.HEADROOM, result.advice)
     self.assertIn("INPUT-BOUND", result.advice)
 
   def test_advice(self):
-    self.assertIn("INPUT-BOUND", diagnose.advise(1000.0, 2000.0))
-    self.assertIn("--cache", diagnose.advise(1000.0, 2000.0))
-    self.assertIn("NOT input-bound", diagnose.advise(5000.0, 2000.0))
-    self.assertIn("NOT input-bound", diagnose.advise(5000.0, 2000.0, 1900.0))
+    self.assertIn("INPUT-BOUND", input_diagnosis.advise(1000.0, 2000.0))
+    self.assertIn("--cache", input_diagnosis.advise(1000.0, 2000.0))
+    self.assertIn("NOT input-bound", input_diagnosis.advise(5000.0, 2000.0))
+    self.assertIn("NOT input-bound", input_diagnosis.advise(5000.0, 2000.0, 1900.0))
     # Ample rate, but training from the input loses 25%: the shared-CPU case.
-    verdict = diagnose.advise(5000.0, 2000.0, 1500.0)
+    verdict = input_diagnosis.advise(5000.0, 2000.0, 1500.0)
     self.assertIn("INPUT-BOUND", verdict)
     self.assertIn("losing 25% of the in-memory speed", verdict)
 

@@ -9,7 +9,7 @@ from absl.testing import parameterized
 from input_fns import feature_spec as fs
 from input_fns.formats import base
 from input_fns.formats import registry
-from tests.testing import data as testutil
+from tests.testing import data as test_data
 
 
 class CsvTest(tf.test.TestCase, parameterized.TestCase):
@@ -28,7 +28,7 @@ class CsvTest(tf.test.TestCase, parameterized.TestCase):
                                 for i, v in enumerate(values)]
     path = self._file("\n".join(rows) + "\n\n")  # a trailing blank line is skipped
     out = self.create_tempdir().full_path
-    m = testutil.convert("csv", base.SourceOptions(input=path, label_column="species",
+    m = test_data.convert("csv", base.SourceOptions(input=path, label_column="species",
                                                    eval_fraction=0.25), out, num_shards=2)
     self.assertEqual(m.spec.kind, fs.VECTOR)
     self.assertEqual(m.spec.label_names, ("setosa", "versicolor", "virginica"))
@@ -39,10 +39,10 @@ class CsvTest(tf.test.TestCase, parameterized.TestCase):
     labels = np.array([sorted(species).index(species[i % 3]) for i in range(60)])
     got = []
     for split in ("train", "eval"):
-      features, got_labels = testutil.read_split(m, split)
+      features, got_labels = test_data.read_split(m, split)
       self.assertEqual(features["vector"].dtype, np.float32)
-      got += testutil.example_keys(features["vector"], got_labels)
-    self.assertEqual(sorted(got), testutil.example_keys(expected, labels))
+      got += test_data.example_keys(features["vector"], got_labels)
+    self.assertEqual(sorted(got), test_data.example_keys(expected, labels))
 
   def test_pixel_columns_become_an_image(self):
     rng = np.random.default_rng(1)
@@ -51,12 +51,12 @@ class CsvTest(tf.test.TestCase, parameterized.TestCase):
     rows += [f"{i % 2}," + ",".join(str(p) for p in px) for i, px in enumerate(pixels)]
     path = self._file("\r\n".join(rows))
     out = self.create_tempdir().full_path
-    m = testutil.convert("csv", base.SourceOptions(input=path, image_shape=(2, 3, 1),
+    m = test_data.convert("csv", base.SourceOptions(input=path, image_shape=(2, 3, 1),
                                                    eval_fraction=0.0), out)
     self.assertEqual(m.spec.kind, fs.IMAGE)
-    features, labels = testutil.read_split(m, "train")
-    self.assertEqual(testutil.example_keys(features["image"], labels),
-                     testutil.example_keys(pixels.astype(np.uint8).reshape(-1, 2, 3, 1),
+    features, labels = test_data.read_split(m, "train")
+    self.assertEqual(test_data.example_keys(features["image"], labels),
+                     test_data.example_keys(pixels.astype(np.uint8).reshape(-1, 2, 3, 1),
                                            np.arange(20) % 2))
 
   def test_integer_labels_sort_numerically(self):

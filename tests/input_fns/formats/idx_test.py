@@ -9,7 +9,7 @@ from absl.testing import parameterized
 from input_fns.formats import base
 from input_fns.formats import idx
 from input_fns.formats import registry
-from tests.testing import data as testutil
+from tests.testing import data as test_data
 
 
 def _mnist_like(n, seed=0, classes=10):
@@ -25,15 +25,15 @@ class IdxTest(tf.test.TestCase, parameterized.TestCase):
     d = self.create_tempdir().full_path
     images, labels = _mnist_like(n, seed)
     ext = ".gz" if gz else ""
-    return (testutil.write_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte{ext}"), images, gz),
-            testutil.write_idx(os.path.join(d, f"{prefix}-labels-idx1-ubyte{ext}"), labels, gz),
+    return (test_data.write_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte{ext}"), images, gz),
+            test_data.write_idx(os.path.join(d, f"{prefix}-labels-idx1-ubyte{ext}"), labels, gz),
             images, labels)
 
   @parameterized.named_parameters(("plain", False), ("gzip", True))
   def test_round_trip_with_stratified_split(self, gz):
     images_path, labels_path, images, labels = self._files(gz=gz)
     out = self.create_tempdir().full_path
-    m = testutil.convert("idx", base.SourceOptions(images=images_path, labels=labels_path,
+    m = test_data.convert("idx", base.SourceOptions(images=images_path, labels=labels_path,
                                                    eval_fraction=0.2, seed=3), out, num_shards=3,
                          shuffle_seed=3)
     self.assertEqual((m.count("train"), m.count("eval")), (80, 20))
@@ -41,34 +41,34 @@ class IdxTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(m.spec.label_names, tuple(str(i) for i in range(10)))
     got = []
     for split in ("train", "eval"):
-      features, got_labels = testutil.read_split(m, split)
-      got += testutil.example_keys(features["image"], got_labels)
+      features, got_labels = test_data.read_split(m, split)
+      got += test_data.example_keys(features["image"], got_labels)
       if split == "eval":  # stratified: 2 of each class
         self.assertEqual(np.bincount(got_labels).tolist(), [2] * 10)
-    self.assertEqual(sorted(got), testutil.example_keys(images[..., None], labels))
+    self.assertEqual(sorted(got), test_data.example_keys(images[..., None], labels))
 
   def test_separate_eval_files_are_the_eval_split(self):
     images_path, labels_path, images, labels = self._files(n=50)
     eval_images_path, eval_labels_path, eval_images, eval_labels = self._files(
         n=12, seed=1, prefix="t10k")
     out = self.create_tempdir().full_path
-    m = testutil.convert("idx", base.SourceOptions(
+    m = test_data.convert("idx", base.SourceOptions(
         images=images_path, labels=labels_path, eval_images=eval_images_path,
         eval_labels=eval_labels_path), out, num_shards=2)
     self.assertEqual((m.count("train"), m.count("eval")), (50, 12))
-    features, got = testutil.read_split(m, "eval")
-    self.assertEqual(testutil.example_keys(features["image"], got),
-                     testutil.example_keys(eval_images[..., None], eval_labels))
+    features, got = test_data.read_split(m, "eval")
+    self.assertEqual(test_data.example_keys(features["image"], got),
+                     test_data.example_keys(eval_images[..., None], eval_labels))
     self.assertIsNone(m.source["eval_fraction"])
 
   def test_same_seed_gives_identical_shards(self):
     images_path, labels_path, _, _ = self._files()
     opts = base.SourceOptions(images=images_path, labels=labels_path, seed=5)
     a, b = self.create_tempdir().full_path, self.create_tempdir().full_path
-    testutil.convert("idx", opts, a, num_shards=2, shuffle_seed=5, workers=1)
-    testutil.convert("idx", opts, b, num_shards=2, shuffle_seed=5, workers=2)
-    self.assertEqual({k: v[2] for k, v in testutil.dir_snapshot(a).items()},
-                     {k: v[2] for k, v in testutil.dir_snapshot(b).items()})
+    test_data.convert("idx", opts, a, num_shards=2, shuffle_seed=5, workers=1)
+    test_data.convert("idx", opts, b, num_shards=2, shuffle_seed=5, workers=2)
+    self.assertEqual({k: v[2] for k, v in test_data.dir_snapshot(a).items()},
+                     {k: v[2] for k, v in test_data.dir_snapshot(b).items()})
 
   def test_wrong_magic(self):
     images_path, labels_path, _, _ = self._files()
@@ -101,8 +101,8 @@ class IdxTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_empty_and_missing(self):
     d = self.create_tempdir().full_path
-    images = testutil.write_idx(os.path.join(d, "i"), np.zeros((0, 2, 2)))
-    labels = testutil.write_idx(os.path.join(d, "l"), np.zeros((0,)))
+    images = test_data.write_idx(os.path.join(d, "i"), np.zeros((0, 2, 2)))
+    labels = test_data.write_idx(os.path.join(d, "l"), np.zeros((0,)))
     with self.assertRaisesRegex(idx.IdxError, f"empty source: {images} holds no images"):
       registry.open_source("idx", base.SourceOptions(images=images, labels=labels))
     with self.assertRaisesRegex(base.SourceError, f"--labels={d}/nope: no such file"):
@@ -119,8 +119,8 @@ class IdxTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_one_class_is_not_a_classifier(self):
     d = self.create_tempdir().full_path
-    images = testutil.write_idx(os.path.join(d, "i"), np.zeros((20, 2, 2)))
-    labels = testutil.write_idx(os.path.join(d, "l"), np.zeros((20,)))
+    images = test_data.write_idx(os.path.join(d, "i"), np.zeros((20, 2, 2)))
+    labels = test_data.write_idx(os.path.join(d, "l"), np.zeros((20,)))
     with self.assertRaisesRegex(base.SourceError, "has 1 class"):
       registry.open_source("idx", base.SourceOptions(images=images, labels=labels,
                                                      eval_fraction=0.0))

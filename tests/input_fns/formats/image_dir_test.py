@@ -12,7 +12,7 @@ from input_fns import writer
 from input_fns.formats import base
 from input_fns.formats import image_dir
 from input_fns.formats import registry
-from tests.testing import data as testutil
+from tests.testing import data as test_data
 
 
 class ImageDirTest(tf.test.TestCase, parameterized.TestCase):
@@ -37,7 +37,7 @@ class ImageDirTest(tf.test.TestCase, parameterized.TestCase):
     root, expected = self._tree(mode=mode)
     open(os.path.join(root, "cat", "notes.txt"), "w").write("ignored")
     out = self.create_tempdir().full_path
-    m = testutil.convert("image_dir", base.SourceOptions(input=root, channels=channels,
+    m = test_data.convert("image_dir", base.SourceOptions(input=root, channels=channels,
                                                          eval_fraction=1 / 3), out, num_shards=2,
                          shuffle_seed=0)
     self.assertEqual(m.spec.label_names, ("bird", "cat", "dog"))
@@ -45,9 +45,9 @@ class ImageDirTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual((m.count("train"), m.count("eval")), (12, 6))
     got = []
     for split in ("train", "eval"):
-      features, labels = testutil.read_split(m, split)
-      got += testutil.example_keys(features["image"], labels)
-    self.assertEqual(sorted(got), testutil.example_keys(
+      features, labels = test_data.read_split(m, split)
+      got += test_data.example_keys(features["image"], labels)
+    self.assertEqual(sorted(got), test_data.example_keys(
         [v for v, _ in expected.values()], [l for _, l in expected.values()]))
 
   def test_jpeg_and_resize_match_pillow(self):
@@ -55,9 +55,9 @@ class ImageDirTest(tf.test.TestCase, parameterized.TestCase):
     jpeg = os.path.join(root, "cat", "photo.JPG")
     Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(jpeg, format="JPEG")
     out = self.create_tempdir().full_path
-    m = testutil.convert("image_dir", base.SourceOptions(input=root, image_size=(4, 6),
+    m = test_data.convert("image_dir", base.SourceOptions(input=root, image_size=(4, 6),
                                                          eval_fraction=0.0), out)
-    features, _ = testutil.read_split(m, "train")
+    features, _ = test_data.read_split(m, "train")
     self.assertEqual(features["image"].shape, (7, 4, 6, 3))
     want = np.asarray(Image.open(jpeg).convert("RGB").resize((6, 4), Image.BILINEAR))
     self.assertIn(want.tobytes(), [x.tobytes() for x in features["image"]])
@@ -68,7 +68,7 @@ class ImageDirTest(tf.test.TestCase, parameterized.TestCase):
     open(bad, "wb").write(b"\x89PNG not really")
     out = os.path.join(self.create_tempdir().full_path, "out")
     with self.assertRaisesRegex(writer.BadRecordError, f"^{bad}: unreadable image"):
-      testutil.convert("image_dir", base.SourceOptions(input=root), out, num_shards=3)
+      test_data.convert("image_dir", base.SourceOptions(input=root), out, num_shards=3)
     self.assertFalse(os.path.exists(out))
 
   def test_images_of_another_size_need_image_size(self):
@@ -78,7 +78,7 @@ class ImageDirTest(tf.test.TestCase, parameterized.TestCase):
     out = os.path.join(self.create_tempdir().full_path, "out")
     with self.assertRaisesRegex(writer.BadRecordError,
                                 f"{odd}: image is 8x8 .*pass --image_size=H,W"):
-      testutil.convert("image_dir", base.SourceOptions(input=root, eval_fraction=0.0), out)
+      test_data.convert("image_dir", base.SourceOptions(input=root, eval_fraction=0.0), out)
     self.assertFalse(os.path.exists(out))
 
   def test_folder_errors(self):

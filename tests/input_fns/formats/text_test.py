@@ -12,7 +12,7 @@ from input_fns import manifest as manifest_lib
 from input_fns.formats import base
 from input_fns.formats import registry
 from input_fns.formats import text
-from tests.testing import data as testutil
+from tests.testing import data as test_data
 
 
 class TextTest(tf.test.TestCase, parameterized.TestCase):
@@ -41,7 +41,7 @@ class TextTest(tf.test.TestCase, parameterized.TestCase):
       lines.append((["neg", "pos"][i % 2], " ".join(rng.choice(words, n))))
     path = self._file("".join(f"{label}\t{t}\n" for label, t in lines) + "\n")
     out = self.create_tempdir().full_path
-    m = testutil.convert("text", base.SourceOptions(input=path, max_length=8, max_vocab=25,
+    m = test_data.convert("text", base.SourceOptions(input=path, max_length=8, max_vocab=25,
                                                     eval_fraction=0.25, seed=2), out, num_shards=2)
     self.assertEqual(m.spec.kind, fs.TOKENS)
     self.assertEqual(m.spec.label_names, ("neg", "pos"))
@@ -55,10 +55,10 @@ class TextTest(tf.test.TestCase, parameterized.TestCase):
     labels = [("neg", "pos").index(label) for label, _ in lines]
     got = []
     for split in ("train", "eval"):
-      features, got_labels = testutil.read_split(m, split)
+      features, got_labels = test_data.read_split(m, split)
       self.assertEqual(features["tokens"].dtype, np.int64)
-      got += testutil.example_keys(features["tokens"], got_labels)
-    self.assertEqual(sorted(got), testutil.example_keys(np.stack(expected), labels))
+      got += test_data.example_keys(features["tokens"], got_labels)
+    self.assertEqual(sorted(got), test_data.example_keys(np.stack(expected), labels))
 
   def test_eval_text_does_not_reach_the_vocabulary(self):
     # Each class has 4 lines; with eval_fraction=0.25 one line per class goes to eval.
