@@ -16,12 +16,14 @@ import os
 import platform
 import time
 
-from absl import app
 from absl import flags
 
 from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import options as options_lib
 from estimator_app.benchmarks import report
+from input_fns import errors
+from input_fns import files as files_lib
+from scripts import cli
 
 # name -> "module path" of a suite; imported lazily so one suite's deps don't slow another.
 _SUITES = {
@@ -52,7 +54,8 @@ def main(argv):
   names = list(_ALL) if _SUITE.value == "all" else _SUITE.value.split(",")
   unknown = [n for n in names if n not in _SUITES]
   if unknown:
-    raise app.UsageError(f"unknown --suite {unknown}; known: {', '.join(_SUITES)}, all")
+    raise errors.UserInputError(f"--suite={_SUITE.value}: unknown {', '.join(unknown)}; "
+                                f"expected a comma-separated list of {', '.join(_SUITES)}, or all")
   work_dir = _WORK_DIR.value or tempfile.mkdtemp(prefix="benchmark-")
   opts = options_lib.BenchmarkOptions(repetitions=_REPETITIONS.value, scale=_SCALE.value,
                                       work_dir=work_dir, steps_per_run=_STEPS_PER_RUN.value)
@@ -64,14 +67,15 @@ def main(argv):
     report.merge_ratios(ratios, r)
   report.add_model_ratios(ratios, figures)
   print(harness.format_table(figures, report.flat_ratios(ratios)))
-  print(report.targets_summary(ratios))
+  targets = report.targets_summary(ratios)
+  if targets:
+    print(targets)
   if _OUTPUT.value:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "host": platform.node(), "cpus": os.cpu_count(), "machine": platform.machine(),
             "python": platform.python_version(), "suites": names,
             "repetitions": opts.repetitions, "scale": opts.scale}
-    with open(_OUTPUT.value, "w") as f:
-      f.write(harness.to_json(figures, ratios, meta))
+    files_lib.write_atomically(_OUTPUT.value, harness.to_json(figures, ratios, meta))
     print(f"wrote {_OUTPUT.value}")
     png = os.path.splitext(_OUTPUT.value)[0] + ".png"
     if report.chart(ratios, png):
@@ -79,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -71,9 +71,12 @@ def target_rows(ratios: Mapping[str, object]) -> List[tuple]:
 
 
 def targets_summary(ratios: Mapping[str, object]) -> str:
-  """One line per model ratio: its value, the issue's target and met/MISSED."""
+  """One line per model ratio: its value, the issue's target and met/MISSED ("" if none)."""
+  rows = target_rows(ratios)
+  if not rows:
+    return ""
   lines = ["", "targets (issue 8):"]
-  for model, name, value, op, bound, met in target_rows(ratios):
+  for model, name, value, op, bound, met in rows:
     lines.append(f"  {model:8s} {name:16s} {value:6.3f}  target {op} {bound:g}  "
                  f"{'met' if met else 'MISSED'}")
   return "\n".join(lines)
