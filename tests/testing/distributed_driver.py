@@ -173,7 +173,7 @@ def run(args):
                                      is_chief=distribution.writes_outputs(task))]
   first = _StepsHook()
   hooks.append(first)
-  if args["steps_per_run"] > 1:  # as runner.train_input_fn and runner.train_hooks do
+  if args["steps_per_run"] > 1:  # as estimator.train_input_fn and runner.train_hooks do
     train_input = model_fn_lib.stacked_input_fn(train_input, args["steps_per_run"])
     hooks.append(hooks_lib.StopAtStepHook(args["train_steps"]))
   sleeps = not args["step_sleep_task"] or (task is not None and
