@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import math
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -53,10 +53,13 @@ def _stopped_early_before(cfg: config_lib.ExperimentConfig,
 
 def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estimator,
                 primary_eval, task: Optional[distribution.ClusterTask] = None,
-                clock: Optional[hooks_lib.TrainingClock] = None
+                clock: Optional[hooks_lib.TrainingClock] = None,
+                evals: Optional["EvalLog"] = None, quick_examples: Optional[int] = None
                 ) -> List[tf.estimator.SessionRunHook]:
-  """Hooks around every training step: logging, preemption, NaN guard, quick eval, profiling,
-  early stopping. `clock` times the logged throughput (paused by evaluations)."""
+  """Hooks around every training step: progress, preemption, NaN guard, quick eval, profiling,
+  early stopping. `clock` times the logged throughput (paused by evaluations); `evals` adds
+  the best evaluation so far to the progress lines; `quick_examples` is what a quick
+  evaluation reads (for its log line)."""
   # Not estimator.config.is_chief: under multi_worker_mirrored every task's RunConfig says
   # chief until the distribute coordinator copies it.
   is_chief = distribution.writes_outputs(task)
@@ -66,7 +69,9 @@ def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estima
   # Step logging first: its before_run resumes the clock before the other hooks' work.
   hooks = [hooks_lib.StepLoggingHook(cadence.log_every_steps, batch_size=cfg.data.batch_size,
                                      output_dir=cfg.run.model_dir if is_chief else None,
-                                     steps_per_run=steps_per_run, clock=clock),
+                                     steps_per_run=steps_per_run, clock=clock,
+                                     total_steps=cadence.train_steps,
+                                     best=evals.describe_best if evals else None),
            preemption.PreemptionHook(cfg.run.model_dir, is_chief=is_chief),
            hooks_lib.NanGuardHook(cfg.run.model_dir, manage_checkpoints=is_chief)]
   if steps_per_run > 1:
@@ -78,7 +83,9 @@ def train_hooks(cfg: config_lib.ExperimentConfig, estimator: tf.estimator.Estima
     quick_batches = max(1, math.ceil(cfg.run.quick_eval_examples / cfg.data.eval_batch_size))
     hooks.append(hooks_lib.QuickEvalHook(
         clock, estimator, primary_eval, steps=quick_batches, name=estimator_lib.QUICK_EVAL,
-        every_n_iter=cadence.quick_eval_steps // steps_per_run))  # it counts session.runs
+        every_n_steps=cadence.quick_eval_steps, steps_per_run=steps_per_run,
+        skip_multiples_of=cadence.checkpoint_steps, total_steps=cadence.train_steps,
+        examples=quick_examples))
   if cadence.profile and is_chief:
     hooks.append(hooks_lib.ProfileStepsHook(cfg.run.model_dir, *cadence.profile))
   if cfg.run.early_stopping_metric:
@@ -135,8 +142,13 @@ class EvalSets(tf.estimator.Exporter):
   end of a run. Each set gets its own TensorBoard run (model_dir/eval_<name>).
   """
 
-  def __init__(self, input_fns: Mapping[str, Callable]):
+  def __init__(self, input_fns: Mapping[str, Callable], total_steps: Optional[int] = None,
+               examples: Optional[Mapping[str, int]] = None,
+               clock: Optional[hooks_lib.TrainingClock] = None):
     self._input_fns = dict(input_fns)
+    self._total = total_steps
+    self._examples = dict(examples or {})
+    self._clock = clock
     self.last_results: Dict[str, Dict[str, float]] = {}
 
   @property
@@ -151,10 +163,12 @@ class EvalSets(tf.estimator.Exporter):
                checkpoint_path: Optional[str] = None) -> Dict[str, Dict[str, float]]:
     """Evaluates every set on `checkpoint_path` (default: the latest); returns their scalars."""
     for name, input_fn in self._input_fns.items():
+      if self._clock is not None:
+        self._clock.pause(hooks_lib.EVALS)
       result = estimator.evaluate(input_fn, checkpoint_path=checkpoint_path, name=name)
       self.last_results[name] = retention.scalars(result)
-      logging.info("eval set %s at step %d: %s", name, int(result["global_step"]),
-                   _format_metrics(self.last_results[name]))
+      logging.info(hooks_lib.format_eval(f"set {name}", int(result["global_step"]), self._total,
+                                         self._examples.get(name), self.last_results[name]))
     return dict(self.last_results)
 
   def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
@@ -163,9 +177,53 @@ class EvalSets(tf.estimator.Exporter):
     return None
 
 
-def _format_metrics(m: Mapping[str, float]) -> str:
-  keys = [k for k in ("accuracy", "loss", "global_step") if k in m]
-  return ", ".join(f"{k}={m[k]:.4g}" for k in keys)
+class EvalLog(tf.estimator.Exporter):
+  """One line per full evaluation, and the best one so far (for the progress lines).
+
+  The first EvalSpec exporter: train_and_evaluate calls it right after each full evaluation,
+  before the exporters, so the line (`eval 500/2000 full (359 ex): accuracy 0.9833 loss 0.17
+  new best`) comes before the lines of the exports it triggers; from here on the clock
+  charges the time to exports. A resumed run starts from the best value in the eval history.
+  """
+
+  def __init__(self, metric: str, higher_is_better: bool, total_steps: Optional[int],
+               examples: Optional[int], clock: Optional[hooks_lib.TrainingClock] = None,
+               history: Optional[Mapping[int, Mapping[str, float]]] = None):
+    self._metric = metric
+    self._higher = higher_is_better
+    self._total = total_steps
+    self._examples = examples
+    self._clock = clock
+    self.best: Optional[float] = None
+    for metrics in (history or {}).values():
+      if metric in metrics:
+        self._is_new_best(float(metrics[metric]))
+
+  @property
+  def name(self):
+    return "eval_log"
+
+  def _is_new_best(self, value: float) -> bool:
+    if self.best is not None and not (value > self.best if self._higher else value < self.best):
+      return False
+    self.best = value
+    return True
+
+  def describe_best(self) -> Optional[str]:
+    return None if self.best is None else f"best {self._metric} {self.best:.4g}"
+
+  def log(self, eval_result: Mapping[str, Any], kind: str = "full") -> None:
+    metrics = retention.scalars(eval_result)
+    new_best = self._metric in metrics and self._is_new_best(metrics[self._metric])
+    logging.info(hooks_lib.format_eval(kind, int(metrics.get("global_step", 0)), self._total,
+                                       self._examples, metrics, new_best))
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+    del estimator, export_path, checkpoint_path, is_the_final_export
+    self.log(eval_result)
+    if self._clock is not None:
+      self._clock.pause(hooks_lib.EXPORTS)
+    return None
 
 
 def prepare_model_dir(cfg: config_lib.ExperimentConfig, fresh: bool) -> Optional[str]:
@@ -207,11 +265,14 @@ class RunResult:
     metrics: eval set name ("eval" is the primary) -> final scalar metrics.
     model_dir: where checkpoints and TensorBoard logs are.
     exports: exporter name -> directory of its newest SavedModel version.
+    seconds: where this process's time went: hooks_lib phases (setup, train, evals, exports)
+      -> seconds, and "total".
   """
   global_step: int
   metrics: Mapping[str, Mapping[str, float]]
   model_dir: str
   exports: Mapping[str, str]
+  seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
   @property
   def primary(self) -> Optional[Mapping[str, float]]:
@@ -241,16 +302,32 @@ class _Task:
   eval_sets: EvalSets
   eval_spec: tf.estimator.EvalSpec
   final_exporter: Optional[tf.estimator.Exporter]
+  clock: hooks_lib.TrainingClock  # where the time goes; logged throughput counts training only
+  evals: EvalLog
+  quick_examples: int
 
   def train_and_evaluate(self):
     """tf.estimator.train_and_evaluate with this task's hooks; its (eval result, exports)."""
-    clock = hooks_lib.TrainingClock()  # logged throughput leaves out evaluations and exports
-    hooks = train_hooks(self.cfg, self.estimator, self.primary_eval, self.task, clock)
+    hooks = train_hooks(self.cfg, self.estimator, self.primary_eval, self.task, self.clock,
+                        self.evals, self.quick_examples)
+    latest = tf.train.latest_checkpoint(self.cfg.run.model_dir)
+    if latest:
+      logging.info("resuming from %s (step %s of %d)", latest, checkpoint_info.checkpoint_step(latest),
+                   self.cfg.run.train_steps)
     return tf.estimator.train_and_evaluate(
         self.estimator,
         tf.estimator.TrainSpec(self.train_input_fn, max_steps=self.cfg.run.train_steps,
-                               hooks=hooks, saving_listeners=[hooks_lib.PauseClockListener(clock)]),
+                               hooks=hooks,
+                               saving_listeners=[hooks_lib.PauseClockListener(self.clock)]),
         self.eval_spec)
+
+  def evaluate(self):
+    """Evaluates the latest checkpoint on the primary and the extra eval sets (logged)."""
+    self.clock.pause(hooks_lib.EVALS)
+    eval_result = self.estimator.evaluate(self.primary_eval)
+    self.evals.log(eval_result)
+    self.eval_sets.evaluate(self.estimator)
+    return eval_result
 
   def result(self, eval_result: Optional[Mapping[str, object]]) -> RunResult:
     """The run's result: with `eval_result` (the chief's or the local process's final
@@ -259,13 +336,19 @@ class _Task:
     if eval_result is None:
       latest = tf.train.latest_checkpoint(model_dir)
       return RunResult(global_step=checkpoint_info.checkpoint_step(latest) if latest else 0,
-                       metrics={}, model_dir=model_dir, exports={})
+                       metrics={}, model_dir=model_dir, exports={}, seconds=self._seconds())
     exports = {}
     if self.final_exporter is not None:
+      self.clock.pause(hooks_lib.EXPORTS)
       exports[FINAL_EXPORT] = _final_export(self.estimator, self.final_exporter, eval_result)
-    metrics = {estimator_lib.PRIMARY_EVAL: retention.scalars(eval_result), **self.eval_sets.last_results}
-    return RunResult(global_step=int(metrics[estimator_lib.PRIMARY_EVAL]["global_step"]), metrics=metrics,
-                     model_dir=model_dir, exports=exports)
+    metrics = {estimator_lib.PRIMARY_EVAL: retention.scalars(eval_result),
+               **self.eval_sets.last_results}
+    return RunResult(global_step=int(metrics[estimator_lib.PRIMARY_EVAL]["global_step"]),
+                     metrics=metrics, model_dir=model_dir, exports=exports,
+                     seconds=self._seconds())
+
+  def _seconds(self) -> Dict[str, float]:
+    return {**self.clock.breakdown(), "total": self.clock.elapsed()}
 
 
 def _run_local(t: _Task) -> RunResult:
@@ -275,8 +358,7 @@ def _run_local(t: _Task) -> RunResult:
   if not _stopped_early_before(t.cfg, t.estimator):
     eval_result, _ = t.train_and_evaluate()  # None when resumed at or past train_steps
   if eval_result is None:
-    eval_result = t.estimator.evaluate(t.primary_eval)
-    t.eval_sets.evaluate(t.estimator)
+    eval_result = t.evaluate()
   return t.result(eval_result)
 
 
@@ -284,7 +366,9 @@ def _run_chief(t: _Task) -> RunResult:
   """A cluster's chief: trains, then evaluates the final checkpoint itself (the evaluator may
   be missing or still busy) and is the one task that exports."""
   t.train_and_evaluate()  # None on a cluster's chief
+  t.clock.pause(hooks_lib.EVALS)
   eval_result, _ = distribution.final_evaluate_and_export(t.estimator, t.primary_eval, [])
+  t.evals.log(eval_result)
   t.eval_sets.evaluate(t.estimator)
   return t.result(eval_result)
 
@@ -321,6 +405,7 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   Raises:
     input_fns.errors.UserInputError: bad data, config or model_dir (nothing in model_dir is changed).
   """
+  clock = hooks_lib.TrainingClock()  # set-up counts from here
   task = distribution.current_task()  # TF_CONFIG is validated before anything starts
   role = distribution.role(task)
   distribution.configure_gpus(cfg.distribution)  # before anything initialises the devices
@@ -353,11 +438,17 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
                                             strategies=strategies)
   primary_eval = estimator_lib.eval_input_fn(cfg, data.primary)
   eval_sets = EvalSets({name: estimator_lib.eval_input_fn(cfg, m)
-                        for name, m in data.eval_sets.items()})
+                        for name, m in data.eval_sets.items()}, cfg.run.train_steps,
+                       {name: m.count(splits.EVAL) for name, m in data.eval_sets.items()}, clock)
+  eval_examples = data.primary.count(splits.EVAL)
+  evals = EvalLog(cfg.run.best_metric, cfg.run.best_metric_higher_is_better, cfg.run.train_steps,
+                  eval_examples, clock, early_stopping.read_eval_metrics(estimator.eval_dir()))
+  quick_examples = min(eval_examples, max(1, math.ceil(
+      cfg.run.quick_eval_examples / cfg.data.eval_batch_size)) * cfg.data.eval_batch_size)
   # The chief and the evaluator both evaluate the final checkpoint into the same directories.
   distribution.own_event_files(task, [estimator.eval_dir()] +
                                [estimator.eval_dir(name) for name in eval_sets.names])
-  exporters = [eval_sets] if eval_sets.names else []
+  exporters = [evals] + ([eval_sets] if eval_sets.names else [])
   if cfg.run.keep_best > 0:
     exporters.append(retention.BestCheckpointExporter(
         cfg.run.best_metric, cfg.run.best_metric_higher_is_better, keep=cfg.run.keep_best))
@@ -367,7 +458,8 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   eval_spec = tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
                                     **distribution.eval_spec_timing(task))
   return _ROLES[role](_Task(cfg, task, estimator, estimator_lib.train_input_fn(
-      cfg, data, *input_part), primary_eval, eval_sets, eval_spec, final_exporter))
+      cfg, data, *input_part), primary_eval, eval_sets, eval_spec, final_exporter, clock, evals,
+      quick_examples))
 
 
 def diagnose_input(cfg: config_lib.ExperimentConfig, create_default_data: bool = False,

@@ -252,6 +252,23 @@ class _TrainStep(NamedTuple):
   grad_norm: Optional[tf.Tensor]
 
 
+# (model, hparams) already described in this process: a run builds the same
+# model for training, each evaluation and each export, and the user reads its summary once.
+_DESCRIBED = set()
+
+
+def _describe_once(name: str, hparams, train_cfg: "TrainConfig", variables) -> None:
+  key = (name, repr(hparams))  # an export's model_fn has the same model, not all of training's
+  if key in _DESCRIBED:
+    return
+  _DESCRIBED.add(key)
+  fields = ", ".join(f"{f.name}={getattr(hparams, f.name)!r}" for f in dataclasses.fields(hparams)
+                     ) if dataclasses.is_dataclass(hparams) else repr(hparams)
+  logging.info("model %s: %s", name, fields)
+  logging.debug("train config %s", train_cfg.to_json())
+  summaries.log_variables(name, variables)
+
+
 def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainConfig):
   """Returns an Estimator model_fn for `model_def` with `hparams` on data described by `spec`.
 
@@ -275,7 +292,7 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
   num_classes = spec.num_classes
   head = head_lib.ClassificationHead(spec.label_names, label_smoothing=train_cfg.label_smoothing,
                                      l1=train_cfg.l1, l2=train_cfg.l2, top_k=train_cfg.top_k)
-  first_build = [True]
+  first_build = [True]  # per model_fn; _describe_once then keeps it to one report per process
 
   def build(features, training: bool, shared: Optional[multi_step.SharedVariables] = None):
     """Builds the model once: (float32 logits, the ops it made, its variables, the losses it
@@ -299,9 +316,7 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
                        f"expected [batch, {num_classes}]")
     if first_build[0]:
       first_build[0] = False
-      logging.info("model_fn of %s: %s; train config %s", model_def.name, hparams,
-                   train_cfg.to_json())
-      summaries.log_variables(model_def.name, model_variables)
+      _describe_once(model_def.name, hparams, train_cfg, model_variables)
     model_losses = graph.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES)
     return tf.cast(logits, tf.float32), model_ops, model_variables, model_losses[losses_before:]
 

@@ -101,9 +101,19 @@ def variable_table(variables: Sequence[tf.Variable]) -> Tuple[List[str], int, in
   return lines, trainable, frozen
 
 
+_TABLE_ROWS = 16  # a longer variable table is logged at debug level (-v 1) only
+
+
 def log_variables(model_name: str, variables: Sequence[tf.Variable]) -> Tuple[int, int]:
-  """Logs the variable report (absl INFO) and returns (trainable, non-trainable) counts."""
+  """Logs the variable report (absl INFO; the table itself at DEBUG when it is longer than
+  _TABLE_ROWS rows) and returns (trainable, non-trainable) counts."""
   lines, trainable, frozen = variable_table(variables)
-  logging.info("model %s: %d variables, %s trainable parameters, %s non-trainable\n  %s",
-               model_name, len(lines), f"{trainable:,}", f"{frozen:,}", "\n  ".join(lines))
+  head = (f"model {model_name}: {len(lines)} variables, {trainable:,} trainable parameters, "
+          f"{frozen:,} non-trainable")
+  table = "\n  " + "\n  ".join(lines)
+  if len(lines) <= _TABLE_ROWS:
+    logging.info("%s%s", head, table)
+  else:
+    logging.info("%s (per-variable table: -v 1)", head)
+    logging.debug("%s%s", head, table)
   return trainable, frozen

@@ -16,6 +16,8 @@ import os
 import platform
 import time
 
+from scripts import cli  # first: it quiets TensorFlow before anything imports it
+
 from absl import flags
 
 from estimator_app.benchmarks import harness
@@ -23,7 +25,6 @@ from estimator_app.benchmarks import options as options_lib
 from estimator_app.benchmarks import report
 from input_fns import errors
 from input_fns import files as files_lib
-from scripts import cli
 
 # name -> "module path" of a suite; imported lazily so one suite's deps don't slow another.
 _SUITES = {

@@ -1,19 +1,52 @@
-"""What every script's __main__ shares: quiet TF logs, and user errors as one clear line."""
+"""What every script's __main__ shares: one quiet log stream, and user errors as one clear line.
+
+Import it FIRST in every script (before anything that imports TensorFlow): TensorFlow reads
+TF_CPP_MIN_LOG_LEVEL once, when it is imported, and installs its own log handler unless the
+root logger already has one. Then the main job prints what a user reads (progress, one line per
+evaluation and export) and not TensorFlow's C++ start-up probes, its INFO chatter or each log
+line twice. `-v 1` (`--verbosity=1`) brings everything back: C++ logs, TensorFlow's INFO lines
+and absl's full `I1203 10:03:45.776403 1398 file.py:45]` prefix.
+"""
 
 import errno
+import logging as std_logging
 import os
 import re
 import sys
-from typing import Callable
+import time
+import warnings
+import textwrap
+from typing import Callable, Dict, Optional, Sequence
 
-# TF's C++ start-up chatter (CUDA probes, CPU features) hides what the user needs to read.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+def verbose_requested(argv: Sequence[str]) -> bool:
+  """Whether the command line asks for absl verbosity >= 1 (-v 1, --verbosity=1, --v=2...)."""
+  for i, arg in enumerate(argv):
+    name, eq, value = arg.partition("=")
+    if name not in ("-v", "--v", "--verbosity", "-verbosity"):
+      continue
+    if not eq:
+      value = argv[i + 1] if i + 1 < len(argv) else ""
+    try:
+      return int(value) >= 1
+    except ValueError:
+      return False
+  return False
+
+
+_VERBOSE = verbose_requested(sys.argv[1:])
+# TF's C++ start-up chatter (CUDA probes, "Unable to register cuDNN factory", CPU features)
+# hides what the user needs to read; errors that matter reach Python as exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _VERBOSE else "3")
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import logging  # pylint: disable=g-import-not-at-top
 
 from input_fns import errors  # pylint: disable=g-import-not-at-top
 from input_fns.errors import redact  # pylint: disable=g-import-not-at-top
+
+# Now, before TensorFlow is imported: a root logger with a handler keeps TF from adding its own.
+logging.use_absl_handler()
 
 EXIT_USER_ERROR = 2
 
@@ -59,8 +92,17 @@ def _path_error_message(e: BaseException):
   return None
 
 
-def run(main: Callable) -> None:
-  """app.run(main), turning UserInputError into `error: <message>` and exit code 2."""
+def run(main: Callable, key_flags: Sequence[str] = (),
+        more_help: Optional[Callable[[], str]] = None) -> None:
+  """app.run(main), turning UserInputError into `error: <message>` and exit code 2.
+
+  `--help` prints the script's docstring and `key_flags`; `--helpfull` every flag of this
+  project grouped by section, then `more_help()` (e.g. each model's hparams); both exit 0.
+  """
+  asked = _help_requested(sys.argv[1:])
+  if asked:
+    print(full_help(more_help) if asked == "full" else short_help(key_flags or _default_key_flags()))
+    sys.exit(0)
 
   def wrapped(argv):
     try:
@@ -76,14 +118,140 @@ def run(main: Callable) -> None:
       sys.exit(EXIT_USER_ERROR)
 
   logging.set_verbosity(logging.INFO)
-  _quiet_tf_deprecations()
+  configure_logging(_VERBOSE)
   app.run(wrapped)
 
 
-def _quiet_tf_deprecations() -> None:
-  """Estimator is deprecated as a whole; its per-call deprecation warnings are noise here."""
+class ShortFormatter(std_logging.Formatter):
+  """`10:03:45 message`; warnings and errors say so: `10:03:45 warning: message`."""
+
+  def format(self, record: std_logging.LogRecord) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+    level = ("" if record.levelno < std_logging.WARNING else
+             "warning: " if record.levelno < std_logging.ERROR else "ERROR: ")
+    text = f"{stamp} {level}{record.getMessage()}"
+    if record.exc_info:
+      text += "\n" + self.formatException(record.exc_info)
+    return text
+
+
+def configure_logging(verbose: bool) -> None:
+  """One stream: absl's handler on the root logger, TensorFlow's records going through it.
+
+  Not verbose: TensorFlow's own INFO lines (model_fn calls, session set-up, raw eval dicts)
+  are dropped, its warnings kept; library deprecation warnings are silenced; lines are short.
+  """
+  logging.use_absl_handler()  # before TF asks: it adds its own handler only to a bare root
+  tf_logger = std_logging.getLogger("tensorflow")
+  for handler in list(tf_logger.handlers):  # if TF was imported first after all
+    tf_logger.removeHandler(handler)
+  tf_logger.propagate = True
+  if verbose:
+    tf_logger.setLevel(std_logging.DEBUG)
+    return
+  tf_logger.setLevel(std_logging.WARNING)
+  logging.get_absl_handler().setFormatter(ShortFormatter())
+  for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+    warnings.filterwarnings("ignore", category=category)
+  # Estimator is deprecated as a whole; its per-call deprecation warnings are noise here.
   try:
     from tensorflow.python.util import deprecation  # pylint: disable=g-import-not-at-top
     deprecation._PRINT_DEPRECATION_WARNINGS = False  # pylint: disable=protected-access
   except ImportError:
     pass
+
+
+# --- Help -------------------------------------------------------------------------------------
+
+_SHORT_HELP = ("-h", "-help", "--help", "--helpshort", "-helpshort", "-?")
+_FULL_HELP = ("--helpfull", "-helpfull")
+_SECTION = re.compile(r"^\[(\w+)\] ")
+_OUR_PACKAGES = ("scripts.", "estimator_app.", "input_fns.", "model_fns.", "__main__")
+_WIDTH = 100
+
+
+def _flag_entry(flag) -> str:
+  default = flag.default_as_str if flag.default_as_str is not None else ""
+  head = f"  --{flag.name}" + (f"={default.strip(chr(39))}" if default not in ("", "''") else "")
+  if flag.short_name:
+    head += f" (-{flag.short_name})"
+  body = textwrap.fill(_SECTION.sub("", flag.help or ""), _WIDTH, initial_indent="      ",
+                       subsequent_indent="      ")
+  return f"{head}\n{body}"
+
+
+def _script_name() -> str:
+  return os.path.splitext(os.path.basename(sys.argv[0]))[0]
+
+
+def _our_flags() -> "Dict[str, list]":
+  """Group -> flags: the config sections ("[data] ..." helps), this script's own, logging."""
+  from absl import flags as absl_flags  # pylint: disable=g-import-not-at-top
+  groups: Dict[str, list] = {}
+  for module, module_flags in absl_flags.FLAGS.flags_by_module_dict().items():
+    ours = module.startswith(_OUR_PACKAGES) or os.path.abspath(module) == os.path.abspath(sys.argv[0])
+    for flag in module_flags:
+      section = _SECTION.match(flag.help or "")
+      if section:
+        group = section.group(1)
+      elif flag.name == "verbosity":
+        group = "logging"
+      elif ours and module.endswith("experiment_flags"):
+        group = "model"
+      elif ours:
+        group = _script_name()
+      else:
+        continue  # absl's test flags, TensorFlow's TPU and tracer flags...
+      if all(f.name != flag.name for f in groups.get(group, [])):
+        groups.setdefault(group, []).append(flag)
+  return groups
+
+
+def _default_key_flags():
+  return [f.name for f in _our_flags().get(_script_name(), [])]
+
+
+def _usage() -> str:
+  doc = (sys.modules["__main__"].__doc__ or "").strip()
+  return doc
+
+
+def short_help(key_flags: Sequence[str]) -> str:
+  """The script's docstring (its examples), then the flags most runs need."""
+  from absl import flags as absl_flags  # pylint: disable=g-import-not-at-top
+  lines = [_usage(), "", "Flags most runs need:"]
+  for name in key_flags:
+    if name in absl_flags.FLAGS:
+      lines.append(_flag_entry(absl_flags.FLAGS[name]))
+  lines += ["", "Every flag, grouped by section, and each model's hparams: --helpfull. "
+            "Everything TensorFlow logs: -v 1."]
+  return "\n".join(lines)
+
+
+_GROUP_ORDER = ("model", "data", "run", "optimization", "distribution")
+
+
+def full_help(more: Optional[Callable[[], str]] = None) -> str:
+  """Every flag of this project, grouped: model, the config sections, the script's, logging."""
+  groups = _our_flags()
+  order = [g for g in _GROUP_ORDER if g in groups] + sorted(
+      g for g in groups if g not in _GROUP_ORDER and g != "logging") + (
+          ["logging"] if "logging" in groups else [])
+  lines = [_usage()]
+  for group in order:
+    lines += ["", f"{group} flags:"]
+    lines += [_flag_entry(f) for f in sorted(groups[group], key=lambda f: f.name)]
+  if more is not None:
+    lines += ["", more()]
+  return "\n".join(lines)
+
+
+def _help_requested(argv: Sequence[str]) -> Optional[str]:
+  for arg in argv:
+    if arg == "--":
+      return None
+    if arg in _FULL_HELP:
+      return "full"
+    if arg in _SHORT_HELP:
+      return "short"
+  return None

@@ -8,6 +8,7 @@ config file (precedence: defaults < --config < flags < --hparams).
 
 import dataclasses
 import re
+import sys
 import typing
 from typing import Dict, List, Optional, Sequence
 
@@ -103,3 +104,18 @@ def config_from_flags(base_dir: Optional[str] = None) -> config_lib.ExperimentCo
 
 def flag_names() -> List[str]:
   return ["model", "config", "hparams"] + [n for h in SECTION_FLAGS.values() for n in h]
+
+
+def models_help() -> str:
+  """Each registered model with its hparams, their defaults and meaning (for --helpfull)."""
+  lines = ["models (--model) and their hparams (--hparams=name=value,...):"]
+  for name in registry.names():
+    model = registry.get(name)
+    cls = model.hparams_cls
+    module = sys.modules.get(getattr(model.build_logits, "__module__", ""))
+    doc = ((module.__doc__ if module else None) or cls.__doc__ or "").strip().splitlines()
+    lines.append(f"  {name}: {doc[0] if doc else ''}")
+    docs = _attribute_docs(cls)
+    for field in dataclasses.fields(cls):
+      lines.append(f"      {field.name}={field.default!r}  {docs.get(field.name, '')}".rstrip())
+  return "\n".join(lines)

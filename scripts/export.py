@@ -16,6 +16,8 @@ estimator.predict on --validate_examples eval examples; a mismatch exits with st
 the version never becomes visible.
 """
 
+from scripts import cli  # first: it quiets TensorFlow before anything imports it
+
 from absl import flags
 
 from estimator_app import paths
@@ -23,7 +25,6 @@ from estimator_app.serving import export
 from estimator_app.serving import export_job
 from estimator_app.serving import validation as serving_validation
 from model_fns import registry
-from scripts import cli
 from scripts import run_flags
 
 _BEST_METRIC = flags.DEFINE_string(

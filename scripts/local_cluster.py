@@ -26,11 +26,12 @@ interrupted.
 import os
 import sys
 
+from scripts import cli  # first: it quiets TensorFlow before anything imports it
+
 from absl import flags
 
 from estimator_app import paths
 from estimator_app.training import local_cluster
-from scripts import cli
 
 # //scripts:train is a data dependency of //scripts:local_cluster, so train.py is beside us in
 # the source tree and in the Bazel runfiles tree alike.

@@ -13,12 +13,13 @@ Relative paths are taken from the directory you ran the command in.
 import os
 import sys
 
+from scripts import cli  # first: it quiets TensorFlow before anything imports it
+
 from absl import flags
 
 from estimator_app import paths
 from estimator_app.analysis import report_job
 from estimator_app.analysis import reporting
-from scripts import cli
 
 _RUNS = flags.DEFINE_list("runs", None, "Comma-separated run directories (model_dirs) to overlay.")
 _OUTPUT = flags.DEFINE_string("output", "curves.png", "PNG to write.")

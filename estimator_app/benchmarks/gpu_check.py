@@ -159,10 +159,10 @@ def train_args(run: Run, model_dir: str, train_steps: int) -> List[str]:
 
 # --- Reading what a run printed and wrote -----------------------------------------------------
 
-# estimator_app.training.hooks.StepLoggingHook: "step 200: loss=0.18 lr=0.001 examples/s=15360.2
-# step_time=4.17ms" (the first line, at step 1, has no timing).
-_STEP_LINE = re.compile(r"\bstep (\d+): (.*)$")
-_STEP_TIME = re.compile(r"\bstep_time=([0-9.]+)ms")
+# estimator_app.training.hooks.StepLoggingHook: "step 200/2000 (10%) 0:12 elapsed, ETA 1:48,
+# 15,360 ex/s, 4.17 ms/step, loss 0.18, lr 0.001" (the first line, at step 1, has no timing).
+_STEP_LINE = re.compile(r"\bstep (\d+)(?:/\d+ \(\d+%\))? (.*)$")
+_STEP_TIME = re.compile(r"\b([0-9.]+) ms/step\b")
 
 
 @dataclasses.dataclass(frozen=True)

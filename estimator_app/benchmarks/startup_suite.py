@@ -3,8 +3,8 @@
   ./bazelw run //scripts:benchmark -- --suite=startup
 
 Each measurement launches a fresh process training `dnn` for one step on the embedded digits
-dataset (written once under work_dir) into a new model_dir, and stops the clock at the log line
-"Saving checkpoints for 1" (written right after step 1), then ends that process (its own
+dataset (written once under work_dir) into a new model_dir, and stops the clock at its first
+progress line "step 1/1 ..." (logged right after step 1), then ends that process (its own
 process group, started here). Variants, alternated (harness.alternate, one warm-up call each,
 so Bazel's analysis cache and the OS page cache are warm):
 
@@ -29,7 +29,7 @@ from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import options as options_lib
 
 SUITE = "startup"
-FIRST_STEP_LINE = "Saving checkpoints for 1 "
+FIRST_STEP_LINE = " step 1/1 "  # estimator_app.training.hooks.StepLoggingHook, --train_steps=1
 TIMEOUT_S = 300.0
 
 

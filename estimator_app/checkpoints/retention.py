@@ -139,6 +139,26 @@ def read_best_index(best_dir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
+def kept_best(directory: str) -> List[checkpoint_info.BestEntry]:
+  """The best checkpoints kept for a run, best first, from their index.
+
+  Args:
+    directory: a model_dir (its best/ is read) or a best dir itself.
+
+  Returns:
+    One entry per kept checkpoint; none when there is no index (keep_best=0, or not a run).
+  """
+  best_dir = directory
+  if not tf.io.gfile.exists(os.path.join(directory, INDEX_FILENAME)):
+    best_dir = os.path.join(directory, checkpoint_info.BEST_DIR)
+  index = read_best_index(best_dir)
+  return [checkpoint_info.BestEntry(
+      prefix=os.path.join(best_dir, e["checkpoint"]), step=e.get("global_step"),
+      metric=index.get("metric", ""), value=float(e["value"]),
+      higher_is_better=bool(index.get("higher_is_better", True)))
+          for e in index["checkpoints"]]
+
+
 class BestCheckpointExporter(tf.estimator.Exporter):
   """Keeps the best `keep` checkpoints by `metric` in `model_dir/best/` (an EvalSpec exporter).
 
@@ -253,8 +273,8 @@ class BestCheckpointExporter(tf.estimator.Exporter):
                              [e["checkpoint"] for e in reversed(ranked)])
     self._prune(best_dir, {e["dir"] for e in ranked})
     if copied:
-      logging.info("kept %s as a best checkpoint (%s=%s, rank %d of %d) in %s", checkpoint_path,
-                   self._metric, value, ranked.index(candidate) + 1, len(ranked), best_dir)
+      logging.debug("kept %s as a best checkpoint (%s=%s, rank %d of %d) in %s", checkpoint_path,
+                    self._metric, value, ranked.index(candidate) + 1, len(ranked), best_dir)
     return copied
 
   def _rank(self, entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

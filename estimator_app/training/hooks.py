@@ -23,10 +23,11 @@ graph is built, so they can be constructed before it exists:
 Both can also be given explicitly, as a tensor or a tensor name.
 """
 
+import collections
 import math
 import re
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Dict, Mapping, Optional, Union
 
 import tensorflow as tf
 from absl import logging
@@ -100,35 +101,65 @@ def _has_lr_summary(graph: tf.Graph) -> bool:
   return _lr_summary(graph) is not None
 
 
-class TrainingClock:
-  """Seconds spent training: a monotonic clock that stops while paused.
+TRAIN = "train"  # the TrainingClock phase of training steps
+SETUP = "setup"  # from the clock's creation to the first step
+EVALS = "evals"  # checkpoint writes, full and quick evaluations
+EXPORTS = "exports"  # SavedModel exports with their validation, extra eval sets, best copies
 
-  `pause()` stops it (idempotent); `resume()` starts it again (idempotent); `seconds()` is the
-  running time since it was made. Shared by the hook that reports throughput and the things
-  that pause it.
+
+class TrainingClock:
+  """Where a run's wall time goes: training steps, and the phases that pause them.
+
+  A monotonic clock in phases: it starts in SETUP; `resume()` switches to TRAIN (the next step
+  starts), `pause(phase)` to another phase (an evaluation, an export) until the next
+  `resume()` or `pause()`. `seconds()` is the time spent in TRAIN so far, `breakdown()` the
+  seconds per phase, `elapsed()` the wall time since it was made. Shared by the hook that
+  reports throughput and progress and by the things that pause it.
   """
 
   def __init__(self, time_fn: Callable[[], float] = time.monotonic):
     self._time = time_fn
-    self._paused_total = time_fn()  # the start counts as time not trained
-    self._paused_at: Optional[float] = None
+    self._created = self._since = time_fn()
+    self._phase = SETUP
+    self._totals = collections.Counter()
 
-  def pause(self) -> None:
-    if self._paused_at is None:
-      self._paused_at = self._time()
+  def _switch(self, phase: str) -> None:
+    now = self._time()
+    self._totals[self._phase] += now - self._since
+    self._since, self._phase = now, phase
+
+  def pause(self, phase: str = EVALS) -> None:
+    """Stops the training time; charges what follows to `phase` (a no-op if already there)."""
+    if phase != self._phase:
+      self._switch(phase)
 
   def resume(self) -> None:
-    if self._paused_at is not None:
-      self._paused_total += self._time() - self._paused_at
-      self._paused_at = None
+    if self._phase != TRAIN:
+      self._switch(TRAIN)
 
   @property
   def paused(self) -> bool:
-    return self._paused_at is not None
+    return self._phase != TRAIN
+
+  def breakdown(self) -> Dict[str, float]:
+    """Seconds per phase so far (the current phase included)."""
+    out = dict(self._totals)
+    out[self._phase] = out.get(self._phase, 0.0) + self._time() - self._since
+    return out
 
   def seconds(self) -> float:
-    now = self._paused_at if self._paused_at is not None else self._time()
-    return now - self._paused_total
+    return self.breakdown().get(TRAIN, 0.0)
+
+  def elapsed(self) -> float:
+    return self._time() - self._created
+
+
+def format_duration(seconds: float) -> str:
+  """0:42, 12:05, 1:02:03."""
+  seconds = max(0, int(round(seconds)))
+  h, rest = divmod(seconds, 3600)
+  m, s = divmod(rest, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class PauseClockListener(tf.estimator.CheckpointSaverListener):
@@ -143,43 +174,128 @@ class PauseClockListener(tf.estimator.CheckpointSaverListener):
     self._clock = clock
 
   def before_save(self, session, global_step_value):
-    self._clock.pause()
+    self._clock.pause(EVALS)
+
+
+def format_eval(kind: str, step: int, total: Optional[int], examples: Optional[int],
+                metrics: Mapping[str, float], new_best: bool = False) -> str:
+  """`eval 500/2000 full (359 ex): accuracy 0.9833 loss 0.170 new best`.
+
+  `loss` shown is the eval's `average_loss` (the unsmoothed, unregularized per-example
+  cross-entropy) when it has one, else its `loss`.
+  """
+  where = f"{step}/{total}" if total else f"{step}"
+  count = f" ({examples:,} ex)" if examples else ""
+  parts = [f"eval {where} {kind}{count}:"]
+  if "accuracy" in metrics:
+    parts.append(f"accuracy {metrics['accuracy']:.4f}")
+  loss = metrics.get("average_loss", metrics.get("loss"))
+  if loss is not None:
+    parts.append(f"loss {loss:.4g}")
+  if new_best:
+    parts.append("new best")
+  return " ".join(parts)
 
 
 class QuickEvalHook(tf.estimator.experimental.InMemoryEvaluatorHook):
-  """InMemoryEvaluatorHook whose evaluations pause a TrainingClock until the next step."""
+  """Quick validations between checkpoints: InMemoryEvaluatorHook on a step cadence of its own.
 
-  def __init__(self, clock: TrainingClock, *args, **kwargs):
-    super().__init__(*args, **kwargs)
+  It evaluates at global steps that are multiples of `every_n_steps` but not of
+  `skip_multiples_of` (the checkpoint cadence: those steps get a full evaluation anyway), never
+  at the run's first step nor at its end (the final checkpoint is fully evaluated), pauses the
+  TrainingClock while it runs and logs one line per evaluation (`format_eval`).
+  """
+
+  def __init__(self, clock: TrainingClock, estimator, input_fn, steps: int, name: str,
+               every_n_steps: int, steps_per_run: int = 1, skip_multiples_of: int = 0,
+               total_steps: Optional[int] = None, examples: Optional[int] = None,
+               log_fn: Callable[[str], None] = logging.info):
+    super().__init__(estimator, input_fn, steps=steps, name=name, every_n_iter=1)
     self._clock = clock
+    self._every = every_n_steps
+    self._steps_per_run = steps_per_run
+    self._skip = skip_multiples_of
+    self._total = total_steps
+    self._examples = examples
+    self._log_fn = log_fn
+    self.evaluated_steps = []
+
+  def begin(self):
+    self._global_step = tf.compat.v1.train.get_global_step()  # of the training graph
+    super().begin()
+
+  def after_create_session(self, session, coord):
+    self._creating = True  # the base class evaluates here, before the first step: not us
+    try:
+      super().after_create_session(session, coord)
+    finally:
+      self._creating = False
+    self._step = int(session.run(self._global_step))
+
+  def _due(self, step: int) -> bool:
+    return step % self._every == 0 and not (self._skip and step % self._skip == 0)
+
+  def after_run(self, run_context, run_values):
+    before = self._step
+    self._step += self._steps_per_run
+    # Every multiple of the cadence passed by this run (a run makes steps_per_run steps).
+    if any(self._due(s) for s in range(before + 1, self._step + 1)):
+      self._step = int(run_context.session.run(self._global_step))
+      self._evaluate(run_context.session)
+
+  def end(self, session):
+    pass  # the final checkpoint gets the full evaluation
 
   def _evaluate(self, train_session):  # the one place the base class evaluates
-    self._clock.pause()
-    return super()._evaluate(train_session)
+    if getattr(self, "_creating", False):
+      return
+    self._clock.pause(EVALS)
+    var_values = train_session.run(self._var_name_to_train_var)
+    placeholder_to_value = {self._var_name_to_placeholder[n]: var_values[n] for n in var_values}
+
+    def feed_variables(scaffold, session):
+      del scaffold
+      session.run(self._var_feed_op, feed_dict=placeholder_to_value)
+
+    scaffold = tf.compat.v1.train.Scaffold(init_fn=feed_variables,
+                                           copy_from_scaffold=self._scaffold)
+    with self._graph.as_default():
+      result = self._estimator._evaluate_run(  # pylint: disable=protected-access
+          checkpoint_path=None, scaffold=scaffold, update_op=self._update_op,
+          eval_dict=self._eval_dict, all_hooks=self._all_hooks, output_dir=self._eval_dir)
+    self.evaluated_steps.append(self._step)
+    self._log_fn(format_eval("quick", self._step, self._total, self._examples,
+                             retention.scalars(result)))
 
 
 class StepLoggingHook(tf.estimator.SessionRunHook):
-  """Every N global steps logs loss, learning rate, examples/s and step time.
+  """Progress: every N global steps (and at least every `max_quiet_secs`) one line, e.g.
 
-  One line per interval, e.g.
-  `step 200: loss=0.1834 lr=0.001 examples/s=15360.2 step_time=4.17ms`, where the step is the
-  global step after the logged run (whose loss is shown), and examples/s and step time are
-  averages over the interval's training time (input pipeline and hooks included; checkpoint
-  writes, evaluations and exports excluded when a shared `clock` is paused around them).
-  With `output_dir` the same figures go to TensorBoard as `examples_per_sec` and
-  `step_time_ms` (and `learning_rate` when the model does not summarise it itself).
+  `step 600/2000 (30%) 0:42 elapsed, ETA 1:38, 2,950 ex/s, 16.9 ms/step, loss 0.55,
+  lr 0.00238, best accuracy 0.983`
+
+  where the step is the global step after the logged run (whose loss is shown); ex/s and
+  ms/step are averages over the interval's training time (input pipeline and hooks included;
+  checkpoint writes, evaluations and exports excluded when a shared `clock` is paused around
+  them); elapsed is the wall time since the clock started, the ETA extrapolates this
+  process's wall time per step (evaluations and exports included) to `total_steps`, and `best`
+  (a callable) adds the best evaluation so far. With `output_dir` the figures go to
+  TensorBoard as `examples_per_sec` and `step_time_ms` (and `learning_rate` when the model does
+  not summarise it itself).
   """
 
   def __init__(self, every_n_steps: int = 100, batch_size: Optional[int] = None,
                loss: TensorOrName = None, learning_rate: TensorOrName = None,
                output_dir: Optional[str] = None,
                log_fn: Callable[[str], None] = logging.info, steps_per_run: int = 1,
-               clock: Optional[TrainingClock] = None):
+               clock: Optional[TrainingClock] = None, total_steps: Optional[int] = None,
+               best: Optional[Callable[[], Optional[str]]] = None,
+               max_quiet_secs: float = 15.0):
     """Creates the hook.
 
     Args:
       every_n_steps: logging cadence in global steps (>= 1).
-      batch_size: examples per step (global batch); None leaves out examples/s.
+      batch_size: examples per step (global batch); None leaves out ex/s.
       loss: the loss tensor or its name; default `find_loss`.
       learning_rate: the learning-rate tensor or its name; default `find_learning_rate`.
       output_dir: write the figures as summaries here (usually model_dir); None: log only.
@@ -187,6 +303,9 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
       steps_per_run: global steps each session.run makes.
       clock: the training clock the interval is timed with (resumed before every step);
         default a private one that is never paused (wall-clock time).
+      total_steps: the run's last step (shows step/total, percent and ETA); None: no total.
+      best: returns e.g. "best accuracy 0.983" (or None) for the end of each line.
+      max_quiet_secs: log at least this often (wall time) even between cadence steps.
 
     Raises:
       errors.UserInputError: every_n_steps < 1.
@@ -201,6 +320,9 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
     self._log_fn = log_fn
     self._steps_per_run = steps_per_run
     self._clock = clock or TrainingClock()
+    self._total = total_steps
+    self._best = best
+    self._max_quiet = max_quiet_secs
 
   def begin(self):
     graph = tf.compat.v1.get_default_graph()
@@ -213,11 +335,12 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
     self._write_lr = self._lr is not None and not _has_lr_summary(graph)
     self._writer = (tf.compat.v1.summary.FileWriterCache.get(self._output_dir)
                     if self._output_dir else None)
-    self._last_logged = None  # (global step, training seconds) of the last line
+    self._last_logged = None  # (global step, training seconds, wall seconds) of the last line
     self.last_record = None  # the figures of the last logged interval, for tests and callers
 
   def after_create_session(self, session, coord):
     self._step = int(session.run(self._global_step))
+    self._first_line = None  # (step, wall seconds) of this session's first line: ETA's base
 
   def before_run(self, run_context):
     self._clock.resume()
@@ -228,19 +351,26 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
       fetches["lr"] = self._lr
     return tf.compat.v1.train.SessionRunArgs(fetches)
 
+  def _due(self) -> bool:
+    if self._last_logged is None:
+      return True
+    if self._step >= self._last_logged[0] + self._every:
+      return True
+    return self._clock.elapsed() - self._last_logged[2] >= self._max_quiet
+
   def after_run(self, run_context, run_values):
     # The global step fetched in the same run as its increment may be read before or after
     # it; counting runs decides the cadence, and a read after the run labels the line.
     self._step += self._steps_per_run
-    if self._last_logged is not None and self._step < self._last_logged[0] + self._every:
+    if not self._due():
       return
     step = self._step = int(run_context.session.run(self._global_step))
     r = run_values.results
-    now = self._clock.seconds()
+    now, wall = self._clock.seconds(), self._clock.elapsed()
     elapsed = steps = None
     if self._last_logged is not None:
       steps, elapsed = step - self._last_logged[0], now - self._last_logged[1]
-    self._last_logged = (step, now)
+    self._last_logged = (step, now, wall)
     record = {"step": step}
     if "loss" in r:
       record["loss"] = float(r["loss"])
@@ -250,14 +380,14 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
       record["step_time_ms"] = 1000.0 * elapsed / steps
       if self._batch_size:
         record["examples_per_sec"] = self._batch_size * steps / elapsed
+    # The first step carries graph and session set-up: the ETA extrapolates from its line on.
+    if self._first_line is None:
+      self._first_line = (step, wall)
+    done = step - self._first_line[0]
+    if self._total and done > 0 and step < self._total:
+      record["eta_secs"] = (wall - self._first_line[1]) / done * (self._total - step)
     self.last_record = record
-    parts = [f"step {step}:"]
-    for key, label, fmt in (("loss", "loss", "{:.4g}"), ("learning_rate", "lr", "{:.4g}"),
-                            ("examples_per_sec", "examples/s", "{:.1f}"),
-                            ("step_time_ms", "step_time", "{:.2f}ms")):
-      if key in record:
-        parts.append(f"{label}=" + fmt.format(record[key]))
-    self._log_fn(" ".join(parts))
+    self._log_fn(self._line(record, wall))
     if self._writer is not None:
       values = [tf.compat.v1.Summary.Value(tag=k, simple_value=record[k])
                 for k in ("examples_per_sec", "step_time_ms") if k in record]
@@ -266,6 +396,27 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
                                                  simple_value=record["learning_rate"]))
       if values:
         self._writer.add_summary(tf.compat.v1.Summary(value=values), step)
+
+  def _line(self, record: Mapping[str, float], wall: float) -> str:
+    step = record["step"]
+    head = f"step {step}"
+    if self._total:
+      head += f"/{self._total} ({100 * step // self._total}%)"
+    parts = [f"{head} {format_duration(wall)} elapsed"]
+    if "eta_secs" in record:
+      parts.append(f"ETA {format_duration(record['eta_secs'])}")
+    if "examples_per_sec" in record:
+      parts.append(f"{record['examples_per_sec']:,.0f} ex/s")
+    if "step_time_ms" in record:
+      parts.append(f"{record['step_time_ms']:.2f} ms/step")
+    if "loss" in record:
+      parts.append(f"loss {record['loss']:.4g}")
+    if "learning_rate" in record:
+      parts.append(f"lr {record['learning_rate']:.3g}")
+    best = self._best() if self._best else None
+    if best:
+      parts.append(best)
+    return ", ".join(parts)
 
   def end(self, session):
     if self._writer is not None:

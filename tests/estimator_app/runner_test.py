@@ -137,7 +137,7 @@ class RunnerTest(tf.test.TestCase, parameterized.TestCase):
     logged = []
     cfg = self._cfg(optimization={"steps_per_run": 5},
                     run={"train_steps": 60, "save_checkpoints_steps": 20, "log_every_steps": 10,
-                         "quick_eval_steps": 20, "keep_checkpoint_max": 5})
+                         "quick_eval_steps": 10, "keep_checkpoint_max": 5})
     with tf.compat.v1.test.mock.patch.object(
         hooks.StepLoggingHook, "after_run",
         autospec=True, side_effect=_record_after(logged, hooks.StepLoggingHook.after_run)):
@@ -151,7 +151,8 @@ class RunnerTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(set(np.diff(losses)), {10}, losses)  # save_summary_steps = log_every = 10
     quick = {step for step, tag in _events(os.path.join(cfg.run.model_dir, "eval_" + estimator_lib.QUICK_EVAL))
              if tag == "accuracy"}
-    self.assertTrue({20, 40}.issubset(quick), quick)
+    # Between checkpoints only: 20, 40 and 60 get full evaluations, step 0 none at all.
+    self.assertEqual(quick, {10, 30, 50})
     self.assertEqual([r["step"] for r in logged], [5, 15, 25, 35, 45, 55])
 
   def test_steps_per_run_must_divide_the_cadences(self):

@@ -102,7 +102,7 @@ class SpecsTest(ModelFnTestBase):
     self.assertAllEqual(classes, [[b"ant", b"bee", b"cat"]] * 5)
     evaluate = self._build(EVAL, mf.TrainConfig(top_k=1))
     self.assertIn("top_1_accuracy", evaluate.eval_metric_ops)
-    self.assertIn("precision/cat", evaluate.eval_metric_ops)
+    self.assertIn("per_class/precision_cat", evaluate.eval_metric_ops)
     self.sess.run([u for _, u in evaluate.eval_metric_ops.values()])
     matrix, accuracy = self.sess.run([evaluate.eval_metric_ops["confusion_matrix"][0],
                                       evaluate.eval_metric_ops["accuracy"][0]])
@@ -119,10 +119,12 @@ class SpecsTest(ModelFnTestBase):
         mf.build_model_fn(bad, tiny_model.TinyHParams(), _SPEC, mf.TrainConfig())(
             {"image": tf.zeros([2, 4, 4, 1])}, None, PREDICT)
 
-  def test_variables_are_logged_once(self):
-    model_fn = mf.build_model_fn(tiny_model.MODEL, tiny_model.TinyHParams(), _SPEC,
-                                 mf.TrainConfig())
-    with self.assertLogs("absl", level="INFO") as logs:
+  def test_the_model_is_described_once_per_process(self):
+    # Hparams no other test uses: the description is keyed by model and hparams.
+    hp = tiny_model.TinyHParams(gain=1.23)
+    cfg = mf.TrainConfig()
+    model_fn = mf.build_model_fn(tiny_model.MODEL, hp, _SPEC, cfg)
+    with self.assertLogs("absl", level="DEBUG") as logs:
       with tf.Graph().as_default():
         model_fn({"image": tf.zeros([2, 4, 4, 1])}, None, PREDICT)
     text = "\n".join(logs.output)
@@ -130,9 +132,18 @@ class SpecsTest(ModelFnTestBase):
     self.assertRegex(text, r"logits/bias\s+\[3\]\s+float32\s+3")
     self.assertIn("163 trainable parameters", text)  # 16*8 + 8 + 8*3 + 3
     self.assertIn('"optimizer": "adam"', text)
+    # The same model built again (each evaluation and export does): not described again.
+    again = mf.build_model_fn(tiny_model.MODEL, hp, _SPEC, mf.TrainConfig(learning_rate=0.5))
     with tf.Graph().as_default():
       with self.assertNoLogs("absl", level="INFO"):
         model_fn({"image": tf.zeros([2, 4, 4, 1])}, None, PREDICT)
+        again({"image": tf.zeros([2, 4, 4, 1])}, None, PREDICT)
+    # Other hparams are another model: described.
+    other = mf.build_model_fn(tiny_model.MODEL, tiny_model.TinyHParams(gain=3.21), _SPEC, cfg)
+    with self.assertLogs("absl", level="INFO") as logs:
+      with tf.Graph().as_default():
+        other({"image": tf.zeros([2, 4, 4, 1])}, None, PREDICT)
+    self.assertIn("163 trainable parameters", "\n".join(logs.output))
 
 
 class LossTest(ModelFnTestBase):
@@ -296,7 +307,7 @@ class EstimatorRoundTripTest(tf.test.TestCase):
     results = estimator.evaluate(lambda: input_fn().take(3), name="check")
     self.assertEqual(results["confusion_matrix"].shape, (3, 3))
     self.assertEqual(results["confusion_matrix"].sum(), 24)
-    self.assertIn("precision/bee", results)
+    self.assertIn("per_class/precision_bee", results)
     self.assertIn("top_2_accuracy", results)
     self.assertNotAllClose(tf.train.load_variable(model_dir, "bn/moving_mean"), np.zeros(8))
 

@@ -26,8 +26,8 @@ _TRAIN_PY = os.path.join(
 
 def _step_line(step, step_time_ms=None):
   """A StepLoggingHook line as absl logs it."""
-  timing = f" examples/s=1234.5 step_time={step_time_ms:.2f}ms" if step_time_ms else ""
-  return f"I1202 07:56:09.910207 140672 hooks.py:187] step {step}: loss=0.65 lr=0.003{timing}"
+  timing = f", 1,234 ex/s, {step_time_ms:.2f} ms/step" if step_time_ms else ""
+  return f"07:56:09 step {step}/201 ({100 * step // 201}%) 0:09 elapsed{timing}, loss 0.65, lr 0.003"
 
 
 class PlanTest(absltest.TestCase):

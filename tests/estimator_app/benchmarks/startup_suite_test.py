@@ -15,8 +15,8 @@ class StartupSuiteTest(tf.test.TestCase):
   def test_stops_at_the_first_step_line_and_ends_the_process(self):
     pid_file = os.path.join(self.create_tempdir().full_path, "pid")
     script = (f"import os, sys, time; open({pid_file!r}, 'w').write(str(os.getpid())); "
-              "time.sleep(0.3); print('I... Saving checkpoints for 0 into m'); "
-              "print('I... Saving checkpoints for 1 into m/model.ckpt.', flush=True); "
+              "time.sleep(0.3); print('10:00:00 run: 1 steps, checkpoint every 1'); "
+              "print('10:00:01 step 1/1 (100%) 0:01 elapsed, loss 2.3', flush=True); "
               "time.sleep(120)")
     start = time.perf_counter()
     seconds = startup_suite.time_to_first_step([sys.executable, "-c", script], ".",

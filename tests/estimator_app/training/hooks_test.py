@@ -42,15 +42,15 @@ class StepLoggingHookTest(tf.test.TestCase, parameterized.TestCase):
     est.train(tiny_estimator.input_fn(), max_steps=21, hooks=[hook])
     # The first run is logged, then every 5 global steps; a line is labelled with the global
     # step after its run.
-    steps = [int(l.split()[1].rstrip(":")) for l in lines]
+    steps = [int(l.split()[1].rstrip(",")) for l in lines]
     self.assertEqual(steps, [1, 6, 11, 16, 21])
-    self.assertRegex(lines[-1], rf"^step {steps[-1]}: loss=\d")
-    self.assertRegex(lines[-1], r"examples/s=\d+\.\d step_time=\d+\.\d\dms$")
+    self.assertRegex(lines[-1], rf"^step {steps[-1]} 0:\d\d elapsed, [\d,]+ ex/s, "
+                                r"\d+\.\d\d ms/step, loss \d")
     if summarize_lr:
-      self.assertIn("lr=0.05 ", lines[-1])
+      self.assertRegex(lines[-1], r", lr 0\.05$")
       self.assertAllClose(hook.last_record["learning_rate"], 0.05)
     else:
-      self.assertNotIn("lr=", lines[-1])
+      self.assertNotIn(" lr ", lines[-1])
       self.assertNotIn("learning_rate", hook.last_record)
     record = hook.last_record
     self.assertAllClose(record["examples_per_sec"], 16 * 1000.0 / record["step_time_ms"],
@@ -73,15 +73,62 @@ class StepLoggingHookTest(tf.test.TestCase, parameterized.TestCase):
     est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=100, learning_rate=0.25)
     est.train(tiny_estimator.input_fn(), max_steps=3, hooks=[hook])
     self.assertLen(lines, 2)
-    self.assertIn(" lr=0.25 ", lines[-1])
+    self.assertIn(", lr 0.25", lines[-1])
     self.assertGreater(hook.last_record["loss"], 0.0)
     bad = hooks.StepLoggingHook(every_n_steps=2, loss="no_such_tensor")
     with self.assertRaisesRegex(errors.UserInputError, "no tensor named 'no_such_tensor:0'"):
       est.train(tiny_estimator.input_fn(), max_steps=5, hooks=[bad])
 
+  def test_progress_has_total_percent_eta_and_best(self):
+    lines = []
+    hook = hooks.StepLoggingHook(every_n_steps=10, batch_size=16, log_fn=lines.append,
+                                 total_steps=40, best=lambda: "best accuracy 0.9")
+    est = tiny_estimator.estimator(self.create_tempdir().full_path, save_checkpoints_steps=100,
+                                   learning_rate=0.05)
+    est.train(tiny_estimator.input_fn(), max_steps=40, hooks=[hook])
+    self.assertEqual([l.split()[1] for l in lines], ["1/40", "11/40", "21/40", "31/40"])
+    self.assertTrue(lines[0].startswith("step 1/40 (2%) 0:"), lines[0])
+    self.assertNotIn("ETA", lines[0])  # nothing to extrapolate from yet
+    self.assertRegex(lines[2], r"^step 21/40 \(52%\) 0:\d\d elapsed, ETA 0:\d\d, ")
+    self.assertTrue(all(l.endswith(", best accuracy 0.9") for l in lines), lines)
+    # ETA = wall seconds per step since the first line x steps left: under a second here.
+    self.assertLess(hook.last_record["eta_secs"], 5.0)
+    self.assertGreater(hook.last_record["eta_secs"], 0.0)
+
+  def test_logs_at_least_every_max_quiet_secs(self):
+    lines = []
+    # A cadence the run never reaches: only the time rule logs after the first line.
+    hook = hooks.StepLoggingHook(every_n_steps=1000, log_fn=lines.append, max_quiet_secs=0.0)
+    est = tiny_estimator.estimator(self.create_tempdir().full_path, save_checkpoints_steps=100,
+                                   learning_rate=0.05)
+    est.train(tiny_estimator.input_fn(), max_steps=5, hooks=[hook])
+    self.assertEqual([l.split()[1].rstrip(",") for l in lines], ["1", "2", "3", "4", "5"])
+    lines.clear()
+    quiet = hooks.StepLoggingHook(every_n_steps=1000, log_fn=lines.append)  # default 15 s
+    est.train(tiny_estimator.input_fn(), max_steps=10, hooks=[quiet])
+    self.assertLen(lines, 1)
+
   def test_rejects_bad_cadence(self):
     with self.assertRaisesRegex(errors.UserInputError, "every_n_steps must be >= 1, got 0"):
       hooks.StepLoggingHook(every_n_steps=0)
+
+
+class QuickEvalHookTest(tf.test.TestCase):
+
+  def test_evaluates_between_checkpoints_only(self):
+    est = tiny_estimator.estimator(self.create_tempdir().full_path, save_checkpoints_steps=100,
+                                   learning_rate=0.05)
+    lines = []
+    hook = hooks.QuickEvalHook(hooks.TrainingClock(), est, tiny_estimator.input_fn(training=False),
+                               steps=2, name="quick", every_n_steps=5, skip_multiples_of=10,
+                               total_steps=30, examples=32, log_fn=lines.append)
+    est.train(tiny_estimator.input_fn(), max_steps=30, hooks=[hook])
+    # Not at the first step, not at multiples of the checkpoint cadence (full evaluations
+    # there), not at the end (the final checkpoint is fully evaluated).
+    self.assertEqual(hook.evaluated_steps, [5, 15, 25])
+    self.assertLen(lines, 3)
+    self.assertRegex(lines[0], r"^eval 5/30 quick \(32 ex\): accuracy \d\.\d{4} loss ")
+    self.assertTrue(tf.io.gfile.glob(os.path.join(est.model_dir, "eval_quick", "events.*")))
 
 
 class _SlowEvaluation(tf.estimator.CheckpointSaverListener):
@@ -99,9 +146,12 @@ class TrainingClockTest(tf.test.TestCase):
   def test_clock_stops_while_paused(self):
     now = [100.0]
     clock = hooks.TrainingClock(time_fn=lambda: now[0])
+    now[0] += 5  # set-up: not training
+    self.assertTrue(clock.paused)
+    clock.resume()
     now[0] += 2
     clock.pause()
-    clock.pause()  # idempotent: the pause started at 102 still counts from there
+    clock.pause()  # idempotent: the pause started at 107 still counts from there
     now[0] += 30
     self.assertEqual(clock.seconds(), 2.0)
     clock.resume()
@@ -110,12 +160,37 @@ class TrainingClockTest(tf.test.TestCase):
     self.assertEqual(clock.seconds(), 3.0)
     self.assertFalse(clock.paused)
 
+  def test_breakdown_charges_each_phase(self):
+    now = [0.0]
+    clock = hooks.TrainingClock(time_fn=lambda: now[0])
+    for phase, secs in ((hooks.SETUP, 4), (hooks.TRAIN, 10), (hooks.EVALS, 3),
+                        (hooks.EXPORTS, 2), (hooks.TRAIN, 5), (hooks.EVALS, 1)):
+      if phase == hooks.TRAIN:
+        clock.resume()
+      else:
+        clock.pause(phase)
+      now[0] += secs
+    self.assertEqual(clock.breakdown(), {hooks.SETUP: 4, hooks.TRAIN: 15, hooks.EVALS: 4,
+                                         hooks.EXPORTS: 2})
+    self.assertEqual(clock.elapsed(), 25)
+    self.assertEqual(hooks.format_duration(25), "0:25")
+    self.assertEqual(hooks.format_duration(3725.4), "1:02:05")
+
+  def test_eval_line(self):
+    self.assertEqual(
+        hooks.format_eval("full", 500, 2000, 359, {"accuracy": 0.98329, "average_loss": 0.17,
+                                                   "loss": 0.55}, new_best=True),
+        "eval 500/2000 full (359 ex): accuracy 0.9833 loss 0.17 new best")
+    self.assertEqual(hooks.format_eval("quick", 250, None, None, {"loss": 0.5}),
+                     "eval 250 quick: loss 0.5")
+
   def test_logged_throughput_leaves_out_evaluations_between_steps(self):
     # A checkpoint (and a 1.5 s "evaluation") every 5 steps, a line every 5 steps. Without
     # the paused clock each interval would last >= 1.5 s, a step >= 300 ms; the tiny MLP
     # takes a few ms per step even on a loaded 2-core machine.
     for paused in (True, False):
       clock = hooks.TrainingClock()
+      clock.resume()
       records = []
       hook = hooks.StepLoggingHook(every_n_steps=5, batch_size=16, clock=clock,
                                    log_fn=lambda line, h=None: None)
