@@ -396,6 +396,15 @@ def _section(obj, overrides, where: str):
     raise ConfigError(f"{where}: {cause}") from None
 
 
+def _suggestions(unknown: Sequence[str], known: Sequence[str]) -> str:
+  """"; did you mean 'x'?" for one unknown name, "; 'a': did you mean 'x'?; 'b': ..." for
+  several; names with no valid one near them get no hint."""
+  if len(unknown) == 1:
+    return errors.did_you_mean(unknown[0], known)
+  hints = [(name, errors.did_you_mean(name, known)) for name in unknown]
+  return "".join(f"; {name!r}: {hint[len('; '):]}" for name, hint in hints if hint)
+
+
 def _sections(cfg: ExperimentConfig) -> Dict[str, Any]:
   return {name: getattr(cfg, name) for name in _SECTIONS}
 
@@ -406,7 +415,8 @@ def _apply(sections: Dict[str, Any], d: Mapping[str, Any], where: str) -> Dict[s
     raise ConfigError(f"{where}: expected a JSON object with sections {', '.join(_SECTIONS)}")
   unknown = sorted(set(d) - set(_SECTIONS))
   if unknown:
-    raise ConfigError(f"{where}: unknown section(s) {unknown}; known: {', '.join(_SECTIONS)}")
+    raise ConfigError(f"{where}: unknown section(s) {unknown}; known: {', '.join(_SECTIONS)}"
+                      f"{_suggestions(unknown, _SECTIONS)}")
   for name in _SECTIONS[1:]:
     if name in d and not isinstance(d[name], Mapping):
       raise ConfigError(f"{where}: section {name!r} must be a JSON object, got {d[name]!r}")
@@ -439,7 +449,8 @@ def _apply_hparams(sections: Dict[str, Any], text: str) -> Dict[str, Any]:
   if unknown:
     raise ConfigError(
         f"--hparams: unknown key(s) {unknown} for model {sections['model']!r}; model keys: "
-        f"{', '.join(sorted(model_keys))}; optimization keys: {', '.join(sorted(opt_keys))}")
+        f"{', '.join(sorted(model_keys))}; optimization keys: {', '.join(sorted(opt_keys))}"
+        f"{_suggestions(unknown, sorted(model_keys) + sorted(opt_keys))}")
   return dict(sections,
               hparams=_section(sections["hparams"], ",".join(model_part), "--hparams"),
               optimization=_section(sections["optimization"], ",".join(opt_part), "--hparams"))

@@ -18,6 +18,7 @@ from estimator_app import config as config_lib
 from estimator_app.checkpoints import warm_start as warm_start_lib
 from estimator_app.training import distribution
 from input_fns import digits
+from input_fns import feature_spec as fs
 from input_fns import input_fn as input_fn_lib
 from input_fns import manifest as manifest_lib
 from input_fns import mixture
@@ -88,7 +89,8 @@ def open_data(cfg: config_lib.ExperimentConfig, create_default: bool = False) ->
     for m, _ in sources:
       if m.spec != primary.spec:
         raise config_lib.ConfigError(f"--train_data {m.directory} has a different feature spec "
-                                     f"from --data_dir {primary.directory}")
+                                     f"from --data_dir {primary.directory}: "
+                                     f"{fs.describe_difference(primary.spec, m.spec)}")
   eval_sets = {}
   named = mixture.parse_eval_sets(cfg.data.eval_sets, "--eval_sets") if cfg.data.eval_sets else ()
   for name, m in mixture.read_eval_sets(named):
@@ -96,7 +98,8 @@ def open_data(cfg: config_lib.ExperimentConfig, create_default: bool = False) ->
       raise config_lib.ConfigError(f"--eval_sets: name {name!r} is reserved or given twice")
     if m.spec != primary.spec:
       raise config_lib.ConfigError(
-          f"eval set {name!r} at {m.directory} has a different feature spec from {primary.directory}")
+          f"eval set {name!r} at {m.directory} has a different feature spec from {primary.directory}"
+          f": {fs.describe_difference(primary.spec, m.spec)}")
     m.shards(splits.EVAL)
     eval_sets[name] = m
   return Data(primary, tuple(sources), eval_sets)
@@ -200,14 +203,16 @@ def check_trained_spec(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifes
   model's graph would not build on its features).
 
   Raises:
-    input_fns.errors.UserInputError: naming both directories.
+    input_fns.errors.UserInputError: naming both directories and how the specs differ
+      (trained -> given).
   """
   if not tf.io.gfile.exists(os.path.join(cfg.data.data_dir, manifest_lib.FILENAME)):
     return  # the training data is gone (another machine): nothing to compare with
-  if manifest_lib.read(cfg.data.data_dir).spec != m.spec:
+  trained = manifest_lib.read(cfg.data.data_dir).spec
+  if trained != m.spec:
     raise config_lib.ConfigError(
         f"{m.directory} has a different feature spec from {cfg.data.data_dir}, the data "
-        f"this model was trained on")
+        f"this model was trained on: {fs.describe_difference(trained, m.spec)}")
 
 
 def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: str,

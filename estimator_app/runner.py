@@ -19,6 +19,7 @@ from absl import logging
 
 from estimator_app import config as config_lib
 from estimator_app import estimator as estimator_lib
+from estimator_app.analysis import tensorboard_logs
 from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention
 from estimator_app.serving import export
@@ -30,6 +31,7 @@ from estimator_app.training import preemption
 from estimator_app.training import run_record
 from input_fns import manifest as manifest_lib
 from input_fns import splits
+from model_fns import metrics as metrics_lib
 
 def _stopped_early_before(cfg: config_lib.ExperimentConfig,
                           estimator: tf.estimator.Estimator) -> bool:
@@ -367,7 +369,8 @@ def _run_chief(t: _Task) -> RunResult:
   be missing or still busy) and is the one task that exports."""
   t.train_and_evaluate()  # None on a cluster's chief
   t.clock.pause(hooks_lib.EVALS)
-  eval_result, _ = distribution.final_evaluate_and_export(t.estimator, t.primary_eval, [])
+  images = [e for e in t.eval_spec.exporters if isinstance(e, tensorboard_logs.ConfusionMatrixImage)]
+  eval_result, _ = distribution.final_evaluate_and_export(t.estimator, t.primary_eval, images)
   t.evals.log(eval_result)
   t.eval_sets.evaluate(t.estimator)
   return t.result(eval_result)
@@ -430,6 +433,11 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
     run_record.append(cfg.run.model_dir, run_record.make(
         cfg.run.seed, cfg.run.deterministic, data.directories, argv,
         config=cfg.to_json_dict(), resolved=dataclasses.asdict(cfg.cadence)))
+    # The HParams tab: this run's settings beside its final eval metrics (after --fresh moved
+    # an old run aside, before the Estimator opens the same event file for its summaries).
+    tensorboard_logs.write_hparams(
+        cfg.run.model_dir, tensorboard_logs.flatten_hparams(cfg.to_json_dict()),
+        (metrics_lib.ACCURACY, metrics_lib.AVERAGE_LOSS))
 
   input_part = distribution.per_worker_input(task, strategies[0])
   warm_start = estimator_lib.prepare_warm_start(
@@ -448,7 +456,8 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   # The chief and the evaluator both evaluate the final checkpoint into the same directories.
   distribution.own_event_files(task, [estimator.eval_dir()] +
                                [estimator.eval_dir(name) for name in eval_sets.names])
-  exporters = [evals] + ([eval_sets] if eval_sets.names else [])
+  confusion_image = tensorboard_logs.ConfusionMatrixImage(data.spec.label_names)
+  exporters = [evals, confusion_image] + ([eval_sets] if eval_sets.names else [])
   if cfg.run.keep_best > 0:
     exporters.append(retention.BestCheckpointExporter(
         cfg.run.best_metric, cfg.run.best_metric_higher_is_better, keep=cfg.run.keep_best))

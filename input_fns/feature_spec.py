@@ -227,6 +227,49 @@ class FeatureSpec:
     return {f.name: tf.TensorSpec([None, *f.shape], f.tf_dtype, name=f.name) for f in self.features}
 
 
+def _shown(feature: Feature, attr: str) -> str:
+  value = getattr(feature, attr)
+  return "[" + ", ".join(str(d) for d in value) + "]" if attr == "shape" else str(value)
+
+
+def describe_difference(old: FeatureSpec, new: FeatureSpec) -> str:
+  """How `new` differs from `old`, in one line for an error message ("" if they are equal).
+
+  E.g. "feature 'image' shape [8, 8, 1] -> [4, 4, 1]; label_names 10 -> 5 classes": features
+  added or removed, each shared feature's dtype/shape/encoding, then the spec's other fields,
+  old -> new.
+  """
+  parts = []
+  old_features = {f.name: f for f in old.features}
+  new_features = {f.name: f for f in new.features}
+  added = [n for n in new_features if n not in old_features]
+  removed = [n for n in old_features if n not in new_features]
+  if added:
+    parts.append(f"features added: {', '.join(map(repr, added))}")
+  if removed:
+    parts.append(f"features removed: {', '.join(map(repr, removed))}")
+  for name, a in old_features.items():
+    b = new_features.get(name)
+    if b is None:
+      continue
+    changes = [f"{attr} {_shown(a, attr)} -> {_shown(b, attr)}"
+               for attr in ("dtype", "shape", "encoding") if getattr(a, attr) != getattr(b, attr)]
+    if changes:
+      parts.append(f"feature {name!r} {', '.join(changes)}")
+  if not added and not removed and list(old_features) != list(new_features):
+    parts.append(f"feature order {list(old_features)} -> {list(new_features)}")
+  for attr in ("input_key", "kind", "value_range", "vocab_size"):
+    if getattr(old, attr) != getattr(new, attr):
+      parts.append(f"{attr} {getattr(old, attr)!r} -> {getattr(new, attr)!r}")
+  if old.num_classes != new.num_classes:
+    parts.append(f"label_names {old.num_classes} -> {new.num_classes} classes")
+  elif old.label_names != new.label_names:
+    renamed = [f"{a!r} -> {b!r}" for a, b in zip(old.label_names, new.label_names) if a != b]
+    parts.append(f"label_names: {len(renamed)} of {old.num_classes} renamed "
+                 f"({', '.join(renamed[:3])}{', ...' if len(renamed) > 3 else ''})")
+  return "; ".join(parts)
+
+
 def image_spec(height: int, width: int, channels: int, label_names: Sequence[str],
                value_range: Tuple[float, float] = (0, 255)) -> FeatureSpec:
   """The spec of an image classification dataset stored as raw uint8 pixels."""

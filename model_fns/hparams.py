@@ -9,7 +9,8 @@ documented defaults (see model_fns/registry.py). This module turns user input in
 
 Values are converted by the field's annotated type: int, float, bool, str, Tuple[X, ...] of
 those (Sequence[X] and List[X] too, stored as tuples), and Optional[X] ("none" for None). A wrong key or value raises `HParamsError` naming the
-key, the value and the expected type, and listing the valid keys.
+key, the value and the expected type, and listing the valid keys; a mistyped key also gets
+the nearest valid ones ("did you mean 'dropout'?").
 """
 
 import collections.abc
@@ -188,7 +189,8 @@ def _coerce_all(cls, pairs: Sequence[Tuple[str, Any]], text: bool) -> Dict[str, 
   values = {}
   for key, value in pairs:
     if key not in types:
-      raise _error(cls, key, value, "unknown key")
+      raise HParamsError(f"{_error(cls, key, value, 'unknown key')}"
+                         f"{errors.did_you_mean(key, types)}")
     if key in values:
       raise _error(cls, key, value, "given twice")
     try:

@@ -34,9 +34,10 @@ _SUITES = {
     "write": "estimator_app.benchmarks.write_suite",
     "serve": "estimator_app.benchmarks.serve_suite",
     "startup": "estimator_app.benchmarks.startup_suite",
+    "job": "estimator_app.benchmarks.job_suite",
 }
 # Suites --suite=all runs (accuracy trains to convergence: minutes, and it measures no speed).
-_ALL = ("input", "train", "write", "serve", "startup")
+_ALL = ("input", "train", "write", "serve", "startup", "job")
 
 _SUITE = flags.DEFINE_string("suite", "all", "Comma-separated suites, or 'all'.")
 _REPETITIONS = flags.DEFINE_integer("repetitions", 3, "Measured rounds per variant (>= 3).")

@@ -11,6 +11,8 @@ The model, its hyperparameters and preprocessing come from model_dir/config.json
 import dataclasses
 import os
 
+from scripts import cli  # first: it quiets TensorFlow before anything imports it
+
 from absl import flags
 
 from estimator_app import config as config_lib
@@ -19,7 +21,6 @@ from estimator_app.analysis import evaluation
 from estimator_app.checkpoints import info as checkpoint_info
 from input_fns import errors
 from input_fns import manifest as manifest_lib
-from scripts import cli
 from scripts import run_flags
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Evaluation batch size (default: the run's).")

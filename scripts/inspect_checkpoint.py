@@ -1,12 +1,15 @@
-r"""Prints what a checkpoint holds: variables, shapes, dtypes, sizes, totals, global step.
+r"""Prints what a checkpoint holds: variables by group, shapes, dtypes, sizes, totals, global step.
 
   ./bazelw run //scripts:inspect_checkpoint -- --checkpoint=runs/digits
   ./bazelw run //scripts:inspect_checkpoint -- --checkpoint=runs/digits/model.ckpt-600 --json
   ./bazelw run //scripts:inspect_checkpoint -- --checkpoint=runs/digits --variables='dense.*kernel'
 
 --checkpoint takes a directory (its latest checkpoint; every checkpoint in it is listed with
-its step too), a checkpoint prefix, or one of a checkpoint's files. Relative paths are taken
-from the directory you ran the command in.
+its step too, and the best ones kept in its best/ with their step and metric), a checkpoint
+prefix, or one of a checkpoint's files. Relative paths are taken from the directory you ran the
+command in. Variables are grouped into trainable ones, non-trainable model state (batch-norm
+moving statistics), optimizer state (Adam m/v, momentum, beta powers) and bookkeeping
+(global_step), with counts and totals per group.
 """
 
 import dataclasses
@@ -19,6 +22,7 @@ from absl import flags
 from scripts import cli  # pylint: disable=g-bad-import-order
 from estimator_app import paths
 from estimator_app.checkpoints import info as checkpoint_info
+from estimator_app.checkpoints import retention
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A model_dir (latest checkpoint), a checkpoint prefix, or a checkpoint file.")
@@ -54,16 +58,18 @@ def config_from_flags() -> InspectConfig:
 
 
 def describe(cfg: InspectConfig) -> str:
-  """The text to print: a table (or JSON) of the checkpoint, and a directory's checkpoints.
+  """The text to print: a table (or JSON) of the checkpoint, and a directory's checkpoints and
+  best kept ones.
 
   Raises:
     checkpoint_info.CheckpointError: not a checkpoint, unreadable, or a bad --variables regex.
   """
   info = checkpoint_info.inspect(cfg.checkpoint, name_regex=cfg.variables)
   entries = checkpoint_info.listing_if_directory(cfg.checkpoint)
+  best = retention.kept_best(cfg.checkpoint) if entries is not None else None
   if cfg.as_json:
-    return json.dumps(checkpoint_info.to_dict(info, entries), indent=2)
-  return checkpoint_info.format_table(info, entries)
+    return json.dumps(checkpoint_info.to_dict(info, entries, best), indent=2)
+  return checkpoint_info.format_table(info, entries, best)
 
 
 def main(argv):

@@ -17,12 +17,13 @@ does nothing if it already finished; an output location holding another dataset 
 Relative paths are taken from the directory you ran the command in.
 """
 
+from scripts import cli  # first: it quiets TensorFlow before anything imports it
+
 from absl import flags
 
 from input_fns import manifest as manifest_lib
 from input_fns import writer
 from input_fns.formats import registry
-from scripts import cli
 from scripts import make_tfrecords_flags
 
 

@@ -3,15 +3,22 @@
 What `//scripts:predict` runs. Inputs go through the same preprocessing chain as evaluation;
 each output row names its source (record index or image path), the predicted class id and
 label name, its probability, the true label when the source has one, and all probabilities.
+
+Images are decoded as the writer decodes them (input_fns/formats/image_dir.py): resized to the
+model's input size and converted to its channels. When any had to be, one warning line says
+how many, from what and to what, so a folder of the wrong images does not pass unnoticed.
 """
 
+import collections
 import csv
+import dataclasses
 import json
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from estimator_app import config as config_lib
 from estimator_app import estimator as estimator_lib
@@ -23,6 +30,9 @@ from input_fns import preprocessing
 from input_fns.formats import image_dir
 
 FORMATS = ("jsonl", "csv")
+SKIPPED_LISTED = 10  # unreadable images named one per line; the rest are counted
+_MODES = {1: "L", 3: "RGB"}  # the Pillow mode image_dir decodes to, by channel count
+_CHANNEL_NAMES = {1: "grey (L)", 3: "RGB"}
 
 
 def _rows(predictions: Iterable[Dict[str, Any]], sources: Iterable[Any],
@@ -71,28 +81,109 @@ def list_images(folder: str) -> List[str]:
   return paths
 
 
-def predict_images(cfg: config_lib.ExperimentConfig, spec: fs.FeatureSpec, paths: Sequence[str],
-                   checkpoint: str) -> Iterator[Dict[str, Any]]:
-  """Rows for image files, resized to the model's input shape; source = the file path.
+@dataclasses.dataclass(frozen=True)
+class Images:
+  """Image files decoded to a model's input.
+
+  Attributes:
+    paths: the files read, in the order given.
+    pixels: their pixels, [len(paths), H, W, C] in the input feature's dtype.
+    skipped: (path, why) of each file that could not be decoded and was skipped.
+  """
+  paths: Tuple[str, ...]
+  pixels: np.ndarray
+  skipped: Tuple[Tuple[str, str], ...] = ()
+
+
+def _counted(counts: collections.Counter, name=str, shown: int = 3) -> str:
+  """"16x16 (3), 32x32 (1)": the most common values first."""
+  items = [f"{name(value)} ({n})" for value, n in counts.most_common(shown)]
+  return ", ".join(items) + (", ..." if len(counts) > shown else "")
+
+
+def _warn_fitted(sources: Sequence[Tuple[int, int, str]], shape: Tuple[int, int, int]) -> None:
+  """One warning line if any image was resized or converted to fit the model's input."""
+  height, width, channels = shape
+  resized = collections.Counter((h, w) for h, w, _ in sources if (h, w) != (height, width))
+  converted = collections.Counter(mode for _, _, mode in sources if mode != _MODES[channels])
+  parts = []
+  if resized:
+    sizes = _counted(resized, name=lambda hw: f"{hw[0]}x{hw[1]}")
+    parts.append(f"resized {sum(resized.values())} of {len(sources)} images to the model's "
+                 f"{height}x{width} (HxW) from {sizes}")
+  if converted:
+    parts.append(f"converted {sum(converted.values())} of {len(sources)} images to "
+                 f"{_CHANNEL_NAMES[channels]} from {_counted(converted)}")
+  if parts:
+    logging.warning("--images: %s", "; ".join(parts))
+
+
+def load_images(spec: fs.FeatureSpec, paths: Sequence[str], skip_unreadable: bool = False
+                ) -> Images:
+  """Decodes image files to the model's input shape (as the writer would).
+
+  Says in one warning line how many images were resized or converted, from what to what.
+
+  Args:
+    spec: the feature spec the model was trained on.
+    paths: the image files.
+    skip_unreadable: skip files that cannot be decoded (listed in `Images.skipped`) instead
+      of stopping at the first.
 
   Raises:
-    errors.UserInputError: the model does not take images, or an image cannot be read.
+    errors.UserInputError: the model does not take images; an image cannot be decoded (unless
+      skip_unreadable); or none of them can.
   """
   if spec.kind != fs.IMAGE:
     raise errors.UserInputError(
         f"this model reads {spec.kind} inputs; --images needs a model trained on images")
   feature = spec.input_feature
-  images = np.stack([image_dir.read_image(p, feature.shape) for p in paths]).astype(feature.dtype)
+  read, pixels, sources, skipped = [], [], [], []
+  for path in paths:
+    try:
+      values, source = image_dir.decode_image(path, feature.shape)
+    except image_dir.ImageDirError as e:
+      if not skip_unreadable:
+        raise
+      skipped.append((path, str(e)))
+      continue
+    read.append(path)
+    pixels.append(values)
+    sources.append(source)
+  if not read:
+    raise errors.UserInputError(f"--images: none of the {len(paths)} images can be read "
+                                f"(first: {skipped[0][1]})")
+  _warn_fitted(sources, feature.shape)
+  return Images(tuple(read), np.stack(pixels).astype(feature.dtype), tuple(skipped))
+
+
+def format_skipped(skipped: Sequence[Tuple[str, str]], limit: int = SKIPPED_LISTED) -> str:
+  """The skipped images for the end of a run: a count, then one line each, up to `limit`.
+
+  "" when none were skipped.
+  """
+  if not skipped:
+    return ""
+  lines = [f"skipped {len(skipped)} unreadable image{'' if len(skipped) == 1 else 's'}:"]
+  lines += [f"  {why}" for _, why in skipped[:limit]]
+  if len(skipped) > limit:
+    lines.append(f"  ... and {len(skipped) - limit} more")
+  return "\n".join(lines)
+
+
+def predict_images(cfg: config_lib.ExperimentConfig, spec: fs.FeatureSpec, images: Images,
+                   checkpoint: str) -> Iterator[Dict[str, Any]]:
+  """Rows for decoded image files (see `load_images`); source = the file path."""
   chain = tuple(p for p in cfg.data.preprocessing.split(",") if p)
 
   def input_fn():
-    ds = tf.data.Dataset.from_tensor_slices({spec.input_key: images})
+    ds = tf.data.Dataset.from_tensor_slices({spec.input_key: images.pixels})
     return ds.batch(cfg.data.eval_batch_size).map(
         lambda f: preprocessing.apply(chain, f, spec, training=False))
 
   estimator = estimator_lib.build_estimator(cfg, spec)
   predictions = estimator.predict(input_fn, checkpoint_path=checkpoint)
-  return _rows(predictions, paths, [None] * len(paths), spec.label_names)
+  return _rows(predictions, images.paths, [None] * len(images.paths), spec.label_names)
 
 
 def output_format(path: str, requested: str = "") -> str:

@@ -11,15 +11,19 @@ The one place that turns what a user gave into a checkpoint prefix:
 Inspecting reads the checkpoint's index only (tf.train.load_checkpoint), so a large checkpoint
 costs no tensor reads, except for string tensors, whose size is only known from their values.
 Works with any tf.train.Saver / Estimator checkpoint (and object-based ones), local or gs://.
+Each saved tensor is put in one of GROUPS: what training learns apart from what the optimizer
+and the run keep (see `group_variables`), so a checkpoint's size can be read per group.
 """
 
 import dataclasses
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf import message
+from tensorflow.core.framework import variable_pb2  # pylint: disable=g-direct-tensorflow-import
 
 from estimator_app.training import early_stopping
 from input_fns import errors
@@ -30,6 +34,21 @@ BEST_DIR = "best"  # model_dir/best: the best N checkpoints kept by retention.py
 GLOBAL_STEP = "global_step"
 _STEP_SUFFIX = re.compile(r"-(\d+)$")
 _FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
+
+# What a saved tensor is, in the order inspect_checkpoint shows them.
+TRAINABLE = "trainable"  # the weights gradients train
+NON_TRAINABLE = "non-trainable"  # model state updated otherwise: batch-norm moving statistics
+OPTIMIZER = "optimizer"  # slots (Adam m and v, momentum, accumulators), beta powers, loss scale
+BOOKKEEPING = "bookkeeping"  # global_step, the object graph, save counters
+GROUPS = (TRAINABLE, NON_TRAINABLE, OPTIMIZER, BOOKKEEPING)
+_BOOKKEEPING = re.compile(r"^(global_step|_CHECKPOINTABLE_OBJECT_GRAPH|save_counter(/.*)?)$")
+# tf.compat.v1 optimizers name a slot "<variable>/<Optimizer>[_n]" and their own variables as
+# below; object-based (Keras) checkpoints keep both under "optimizer/" or ".OPTIMIZER_SLOT".
+_OPTIMIZER = re.compile(
+    r"/(Adam|AdamW|Momentum|RMSProp|Adagrad|AdagradDA|Adadelta|Ftrl|ProximalAdagrad)(_\d+)?$|"
+    r"(^|/)(beta1_power|beta2_power|current_loss_scale|good_steps)(_\d+)?$|"
+    r"^optimizer/|/\.OPTIMIZER_SLOT/")
+_MODEL_STATE = re.compile(r"/(moving_mean|moving_variance|ExponentialMovingAverage)(/.*)?$")
 
 
 class CheckpointError(errors.UserInputError):
@@ -63,10 +82,12 @@ class CheckpointInfo:
     prefix: the checkpoint prefix (path without .index/.data-*).
     global_step: the saved global_step variable, else the step in the prefix, else None.
     variables: every saved tensor (or those selected by a name filter), sorted by name.
+    groups: variable name -> its group (one of GROUPS).
   """
   prefix: str
   global_step: Optional[int]
   variables: Tuple[VariableInfo, ...]
+  groups: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   @property
   def total_params(self) -> int:
@@ -75,6 +96,15 @@ class CheckpointInfo:
   @property
   def total_bytes(self) -> int:
     return sum(v.num_bytes for v in self.variables)
+
+  def by_group(self) -> List[Tuple[str, Tuple[VariableInfo, ...]]]:
+    """(group, its variables) for each group that has any, in GROUPS order."""
+    out = []
+    for group in GROUPS:
+      members = tuple(v for v in self.variables if self.groups.get(v.name, TRAINABLE) == group)
+      if members:
+        out.append((group, members))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +121,24 @@ class CheckpointEntry:
   step: Optional[int]
   num_bytes: int
   is_latest: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class BestEntry:
+  """One checkpoint kept in model_dir/best by retention.py, with the evaluation that ranked it.
+
+  Attributes:
+    prefix: its prefix (under model_dir/best).
+    step: the global step it was saved at, or None.
+    metric: the eval metric the kept checkpoints are ranked by.
+    value: this checkpoint's value of `metric`.
+    higher_is_better: the ranking's direction.
+  """
+  prefix: str
+  step: Optional[int]
+  metric: str
+  value: float
+  higher_is_better: bool
 
 
 def checkpoint_step(prefix: str) -> Optional[int]:
@@ -162,7 +210,7 @@ def listing_if_directory(path: str) -> Optional[List[CheckpointEntry]]:
   return list_checkpoints(path) if tf.io.gfile.isdir(path) else None
 
 
-def checkpoint_prefix(path: str) -> str:
+def checkpoint_prefix(path: str, candidates: Sequence[str] = ()) -> str:
   """Turns a path a user typed into a checkpoint prefix.
 
   Args:
@@ -170,6 +218,9 @@ def checkpoint_prefix(path: str) -> str:
       with the highest step; a SavedModel directory: its variables), a checkpoint prefix, or
       one of a checkpoint's files
       (PREFIX.index, PREFIX.data-00000-of-00001, PREFIX.meta).
+    candidates: what else the user may have meant (e.g. "latest", a model_dir's checkpoints);
+      a path that does not exist gets the nearest of these and of the checkpoints beside it
+      suggested.
 
   Returns:
     The checkpoint prefix.
@@ -201,7 +252,17 @@ def checkpoint_prefix(path: str) -> str:
     raise CheckpointError(f"{path} is not a checkpoint: expected a directory holding "
                           "checkpoints or a checkpoint prefix PREFIX (with PREFIX.index)")
   raise CheckpointError(f"checkpoint {path} does not exist (expected a directory holding "
-                        "checkpoints or a checkpoint prefix PREFIX, with PREFIX.index)")
+                        "checkpoints or a checkpoint prefix PREFIX, with PREFIX.index)"
+                        f"{_nearest_checkpoints(path, candidates)}")
+
+
+def _nearest_checkpoints(path: str, candidates: Sequence[str]) -> str:
+  """"; did you mean ...?" naming the candidates and the checkpoints beside `path` (compared by
+  basename, so "runs/x/model.ckpt-450" finds "runs/x/model.ckpt-400")."""
+  parent = os.path.dirname(path)
+  beside = _prefixes_in(parent) if parent and tf.io.gfile.isdir(parent) else []
+  return errors.did_you_mean(os.path.basename(path), list(candidates) + sorted(beside),
+                             key=os.path.basename)
 
 
 def best_checkpoint(best_dir: str) -> Optional[str]:
@@ -230,7 +291,8 @@ def resolve(model_dir: str, which: str, metric: str = "accuracy", higher_is_bett
 
   Raises:
     errors.UserInputError: no checkpoint, no evaluation of a kept checkpoint, or a bad path
-      (CheckpointError).
+      (CheckpointError; one that does not exist gets the nearest of "latest", "best" and the
+      checkpoints in model_dir suggested).
   """
   if which == LATEST:
     prefix = tf.train.latest_checkpoint(model_dir) if model_dir else None
@@ -238,7 +300,8 @@ def resolve(model_dir: str, which: str, metric: str = "accuracy", higher_is_bett
       raise errors.UserInputError(f"--model_dir {model_dir!r} holds no checkpoint")
     return prefix
   if which != BEST:
-    return checkpoint_prefix(which)
+    in_model_dir = _prefixes_in(model_dir) if model_dir and tf.io.gfile.isdir(model_dir) else []
+    return checkpoint_prefix(which, candidates=[LATEST, BEST] + sorted(in_model_dir))
   kept_best = best_checkpoint(os.path.join(model_dir, BEST_DIR))
   if kept_best:
     return kept_best
@@ -255,6 +318,58 @@ def resolve(model_dir: str, which: str, metric: str = "accuracy", higher_is_bett
         f"checkpoint (steps {sorted(by_step)}), and {model_dir}/{BEST_DIR} holds none")
   pick = max if higher_is_better else min
   return by_step[pick(scores, key=lambda s: (scores[s], s if higher_is_better else -s))]
+
+
+def _trainable_names(prefix: str) -> Optional[FrozenSet[str]]:
+  """The trainable_variables collection of the checkpoint's .meta graph; None without one."""
+  path = prefix + ".meta"
+  try:
+    if not tf.io.gfile.exists(path):
+      return None
+    meta = tf.compat.v1.MetaGraphDef()
+    with tf.io.gfile.GFile(path, "rb") as f:
+      meta.ParseFromString(f.read())
+  except (tf.errors.OpError, message.DecodeError):
+    return None  # an unreadable .meta only costs the grouping its best source
+  if "trainable_variables" not in meta.collection_def:
+    return None
+  names = set()
+  for serialized in meta.collection_def["trainable_variables"].bytes_list.value:
+    variable = variable_pb2.VariableDef.FromString(serialized)
+    # A partitioned variable's parts are saved under its full name.
+    full = variable.save_slice_info_def.full_name
+    names.add(full or variable.variable_name.rsplit(":", 1)[0])
+  return frozenset(names)
+
+
+def group_variables(names: Iterable[str],
+                    trainable: Optional[FrozenSet[str]] = None) -> Dict[str, str]:
+  """Puts each saved tensor name in one of GROUPS.
+
+  Args:
+    names: every tensor name in a checkpoint (slots are found next to their variable).
+    trainable: the graph's trainable variables, when known (from the .meta file); without them
+      a name that is no slot, optimizer or bookkeeping variable and no moving statistic counts
+      as trainable.
+
+  Returns:
+    name -> group.
+  """
+  names = set(names)
+  out = {}
+  for name in names:
+    parent = name.rpartition("/")[0]
+    if trainable is not None and name in trainable:
+      out[name] = TRAINABLE
+    elif _BOOKKEEPING.match(name):
+      out[name] = BOOKKEEPING
+    elif _MODEL_STATE.search(name):
+      out[name] = NON_TRAINABLE
+    elif _OPTIMIZER.search(name) or (trainable is not None and parent in trainable):
+      out[name] = OPTIMIZER
+    else:
+      out[name] = TRAINABLE if trainable is None else NON_TRAINABLE
+  return out
 
 
 def inspect(path: str, name_regex: Optional[str] = None) -> CheckpointInfo:
@@ -292,8 +407,9 @@ def inspect(path: str, name_regex: Optional[str] = None) -> CheckpointInfo:
       size = count * dtype.size
     variables.append(VariableInfo(name, shape, dtype.name, count, size))
   step = _read_global_step(reader)
+  groups = group_variables(shapes, _trainable_names(prefix))
   return CheckpointInfo(prefix, step if step is not None else checkpoint_step(prefix),
-                        tuple(variables))
+                        tuple(variables), {v.name: groups[v.name] for v in variables})
 
 
 def human_bytes(n: int) -> str:
@@ -306,25 +422,38 @@ def human_bytes(n: int) -> str:
   return f"{n} B"
 
 
+def _totals(variables: Sequence[VariableInfo]) -> str:
+  """"3 variables, 11 params, 48 B"."""
+  plural = "" if len(variables) == 1 else "s"
+  return (f"{len(variables)} variable{plural}, {sum(v.num_params for v in variables):,} params, "
+          f"{human_bytes(sum(v.num_bytes for v in variables))}")
+
+
 def format_table(info: CheckpointInfo,
-                 entries: Optional[Sequence[CheckpointEntry]] = None) -> str:
-  """A printable table of the variables, totals, and (optionally) the directory's checkpoints."""
+                 entries: Optional[Sequence[CheckpointEntry]] = None,
+                 best: Optional[Sequence[BestEntry]] = None) -> str:
+  """A printable table of the variables by group, totals per group, and (optionally) the
+  directory's checkpoints and the run's best kept ones."""
   header = ("variable", "shape", "dtype", "params", "bytes")
-  body = [(v.name, "[" + ", ".join(str(d) for d in v.shape) + "]", v.dtype,
-           f"{v.num_params:,}", human_bytes(v.num_bytes)) for v in info.variables]
-  widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+  groups = info.by_group()
+  body = {v.name: (v.name, "[" + ", ".join(str(d) for d in v.shape) + "]", v.dtype,
+                   f"{v.num_params:,}", human_bytes(v.num_bytes)) for v in info.variables}
+  widths = [max(len(r[i]) for r in [header, *body.values()]) for i in range(len(header))]
 
   def line(r):
-    return "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]),
-                      r[3].rjust(widths[3]), r[4].rjust(widths[4])]).rstrip()
+    return "  " + "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]),
+                             r[2].ljust(widths[2]), r[3].rjust(widths[3]),
+                             r[4].rjust(widths[4])]).rstrip()
 
   out = [f"checkpoint:  {info.prefix}",
          f"global step: {info.global_step if info.global_step is not None else 'unknown'}",
          "", line(header), line(tuple("-" * w for w in widths))]
-  out += [line(r) for r in body]
-  plural = "" if len(info.variables) == 1 else "s"
-  out.append(f"total: {len(info.variables)} variable{plural}, {info.total_params:,} params, "
-             f"{human_bytes(info.total_bytes)}")
+  for group, members in groups:
+    out.append(f"{group}:")
+    out += [line(body[v.name]) for v in members]
+  out.append(f"total: {_totals(info.variables)}")
+  label_width = max((len(group) for group, _ in groups), default=0) + 1
+  out += [f"  {group + ':':<{label_width}} {_totals(members)}" for group, members in groups]
   if entries:
     out += ["", f"checkpoints in {os.path.dirname(entries[0].prefix)} ({len(entries)}):"]
     for e in entries:
@@ -332,11 +461,21 @@ def format_table(info: CheckpointInfo,
       mark = "  (latest)" if e.is_latest else ""
       out.append(f"  step {step:>9}  {human_bytes(e.num_bytes):>10}  "
                  f"{os.path.basename(e.prefix)}{mark}")
+  if best:
+    where = os.path.dirname(os.path.dirname(best[0].prefix))  # best/<dir>/<prefix>
+    direction = "higher" if best[0].higher_is_better else "lower"
+    out += ["", f"best checkpoints in {where} by {best[0].metric} ({direction} is better), "
+                f"best first ({len(best)}):"]
+    for e in best:
+      step = str(e.step) if e.step is not None else "?"
+      out.append(f"  step {step:>9}  {e.metric} {e.value:.6g}  "
+                 f"{os.path.relpath(e.prefix, where)}")
   return "\n".join(out)
 
 
 def to_dict(info: CheckpointInfo,
-            entries: Optional[Sequence[CheckpointEntry]] = None) -> Dict[str, Any]:
+            entries: Optional[Sequence[CheckpointEntry]] = None,
+            best: Optional[Sequence[BestEntry]] = None) -> Dict[str, Any]:
   """The same as format_table, as a JSON-ready dict."""
   out = {
       "prefix": info.prefix,
@@ -346,8 +485,16 @@ def to_dict(info: CheckpointInfo,
       "total_bytes": info.total_bytes,
       "variables": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype,
                      "params": v.num_params, "bytes": v.num_bytes} for v in info.variables],
+      "groups": {group: {"num_variables": len(members),
+                         "total_params": sum(v.num_params for v in members),
+                         "total_bytes": sum(v.num_bytes for v in members),
+                         "variables": [v.name for v in members]}
+                 for group, members in info.by_group()},
   }
   if entries is not None:
     out["checkpoints"] = [{"prefix": e.prefix, "step": e.step, "bytes": e.num_bytes,
                            "latest": e.is_latest} for e in entries]
+  if best is not None:
+    out["best"] = [{"prefix": e.prefix, "step": e.step, "metric": e.metric, "value": e.value,
+                    "higher_is_better": e.higher_is_better} for e in best]
   return out

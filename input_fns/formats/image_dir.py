@@ -3,7 +3,9 @@
   ROOT/cat/001.png, ROOT/cat/002.jpg, ROOT/dog/a.jpeg, ...
 
 Label names are the sub-folder names, sorted; images are the files directly inside them with
-a .png/.jpg/.jpeg extension (any case; hidden files skipped). Images are decoded with Pillow in
+a .png/.jpg/.jpeg extension (any case; hidden files skipped). Anything else found there (other
+files, folders inside a class folder, files beside the class folders) is left out, and one
+warning line says how many and names the first few. Images are decoded with Pillow in
 the writer's worker processes (TensorFlow is not fork-safe there), converted to --channels
 (1 = grey, 3 = RGB) and, with --image_size=H,W, resized bilinearly; without it every image must
 have the size of the first one. A file that cannot be decoded stops the conversion with its
@@ -15,9 +17,10 @@ every image up front would read the dataset twice).
 
 import hashlib
 import os
-from typing import Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
+from absl import logging
 from PIL import Image
 
 from input_fns import feature_spec as fs
@@ -26,17 +29,19 @@ from input_fns.formats import base
 
 NAME = "image_dir"
 EXTENSIONS = (".png", ".jpg", ".jpeg")
+_SKIPPED_NAMED = 5  # skipped entries named in the warning; the rest are counted
 
 
 class ImageDirError(base.SourceError):
   """The image folder is malformed, or an image cannot be decoded; the message names it."""
 
 
-def _decode(path: str, channels: int) -> Image.Image:
+def _decode(path: str, channels: int) -> Tuple[Image.Image, str]:
+  """The image converted to `channels`, and the mode the file holds (e.g. "RGBA", "P")."""
   try:
     with Image.open(path) as img:
       img.load()
-      return img.convert("L" if channels == 1 else "RGB")
+      return img.convert("L" if channels == 1 else "RGB"), img.mode
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
     raise ImageDirError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
 
@@ -60,23 +65,46 @@ def read_image(path: str, shape: Tuple[int, int, int]) -> np.ndarray:
   Raises:
     ImageDirError: the file cannot be decoded (naming it), or C is not 1 or 3.
   """
+  return decode_image(path, shape)[0]
+
+
+def decode_image(path: str, shape: Tuple[int, int, int]
+                 ) -> Tuple[np.ndarray, Tuple[int, int, str]]:
+  """`read_image`, and what the file held before it was made to fit: (height, width, mode).
+
+  mode is Pillow's ("L" grey, "RGB", "RGBA", "P" palette, ...); the pixels are "L" for C = 1
+  and "RGB" for C = 3, so any other mode was converted.
+
+  Raises:
+    ImageDirError: as `read_image`.
+  """
   height, width, channels = shape
   if channels not in (1, 3):
     raise ImageDirError(f"{path}: images need 1 or 3 channels, the model expects {channels}")
-  img = _decode(path, channels)
+  img, mode = _decode(path, channels)
+  source = (img.size[1], img.size[0], mode)
   if img.size != (width, height):
     img = img.resize((width, height), Image.BILINEAR)
-  return np.asarray(img, dtype=np.uint8).reshape(height, width, channels)
+  return np.asarray(img, dtype=np.uint8).reshape(height, width, channels), source
 
 
 class ImageDirSource(base.Source):
   """Records are (relative path, label); workers decode them."""
 
-  def __init__(self, root: str, shape: Tuple[int, int, int], resize: bool, **kwargs):
+  def __init__(self, root: str, shape: Tuple[int, int, int], resize: bool,
+               skipped: Sequence[str] = (), **kwargs):
+    """Args:
+      root: the --input folder.
+      shape: (H, W, C) every image is decoded to.
+      resize: whether images of another size are resized (--image_size) or refused.
+      skipped: what under `root` is not converted (relative paths; folders end in "/").
+      **kwargs: see base.Source.
+    """
     super().__init__(**kwargs)
     self._root = root
     self._height, self._width, self._channels = shape
     self._resize = resize
+    self.skipped = tuple(skipped)
 
   def load(self, split, record):
     del split
@@ -95,6 +123,17 @@ class ImageDirSource(base.Source):
     return os.path.join(self._root, record[0])
 
 
+def _warn_skipped(root: str, skipped: List[str]) -> None:
+  """One warning line for everything under `root` that is not converted (hidden files aside)."""
+  if not skipped:
+    return
+  named = ", ".join(skipped[:_SKIPPED_NAMED])
+  more = f" and {len(skipped) - _SKIPPED_NAMED} more" if len(skipped) > _SKIPPED_NAMED else ""
+  logging.warning("%s: skipped %d %s (only %s files inside class folders are read): %s%s",
+                  root, len(skipped), "entry" if len(skipped) == 1 else "entries",
+                  "/".join(EXTENSIONS), named, more)
+
+
 def open_source(opts: base.SourceOptions) -> base.Source:
   """Lists the class folders and images under --input.
 
@@ -110,8 +149,9 @@ def open_source(opts: base.SourceOptions) -> base.Source:
                         else f"--input={root}: no such folder")
   if opts.channels not in (1, 3):
     raise ImageDirError(f"--channels must be 1 or 3, got {opts.channels}")
-  classes = sorted(d for d in os.listdir(root)
-                   if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
+  entries = sorted(d for d in os.listdir(root) if not d.startswith("."))
+  classes = [d for d in entries if os.path.isdir(os.path.join(root, d))]
+  skipped = [d for d in entries if d not in classes]
   if not classes:
     raise ImageDirError(f"{root}: no class folders (expected {root}/<class name>/<image>"
                         f"{'|'.join(EXTENSIONS)})")
@@ -119,9 +159,15 @@ def open_source(opts: base.SourceOptions) -> base.Source:
   records, labels, listing = [], [], hashlib.sha256()
   for label, name in enumerate(classes):
     folder = os.path.join(root, name)
-    files = sorted(f for f in os.listdir(folder)
-                   if not f.startswith(".") and f.lower().endswith(EXTENSIONS)
-                   and os.path.isfile(os.path.join(folder, f)))
+    files = []
+    for f in sorted(os.listdir(folder)):
+      if f.startswith("."):
+        continue
+      if f.lower().endswith(EXTENSIONS) and os.path.isfile(os.path.join(folder, f)):
+        files.append(f)
+      else:
+        is_dir = os.path.isdir(os.path.join(folder, f))
+        skipped.append(os.path.join(name, f) + ("/" if is_dir else ""))
     if not files:
       raise ImageDirError(f"{folder}: class folder holds no {'/'.join(EXTENSIONS)} images")
     for f in files:
@@ -130,6 +176,7 @@ def open_source(opts: base.SourceOptions) -> base.Source:
       listing.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
       records.append((rel, label))
       labels.append(label)
+  _warn_skipped(root, skipped)
   labels = np.array(labels, dtype=np.int64)
   if opts.image_size is not None:
     height, width = opts.image_size
@@ -146,7 +193,7 @@ def open_source(opts: base.SourceOptions) -> base.Source:
   identity = {"format": NAME, **base.options_used(FORMAT, opts, with_paths=False),
               "image_shape": list(shape), "listing_sha256": listing.hexdigest()}
   return ImageDirSource(
-      root, shape, resize=opts.image_size is not None,
+      root, shape, resize=opts.image_size is not None, skipped=skipped,
       spec=fs.image_spec(height, width, opts.channels, classes, value_range=(0, 255)),
       splits=by_split, description=description, identity=identity)
 

@@ -141,6 +141,25 @@ class ConfigTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(config_lib.ConfigError, f"config file {path}.*{message}"):
       config_lib.load_file(path)
 
+  def test_mistyped_names_suggest_the_nearest_valid_ones(self):
+    path = self._write({"data": {"batchsize": 3}})
+    with self.assertRaisesRegex(config_lib.ConfigError,
+                                r"\[data\].*batchsize.*unknown key.*; did you mean 'batch_size'"):
+      config_lib.load_file(path)
+    path = self._write({"optimisation": {}})
+    with self.assertRaisesRegex(config_lib.ConfigError, r"unknown section\(s\) \['optimisation'\]; "
+                                r"known: .*; did you mean 'optimization'\?$"):
+      config_lib.load_file(path)
+    dnn = config_lib.ExperimentConfig(model="dnn")
+    with self.assertRaisesRegex(config_lib.ConfigError,
+                                r"unknown key\(s\) \['dropuot'\] for model 'dnn'; model keys: .*"
+                                r"; did you mean 'dropout'\?$"):
+      config_lib.apply_hparams(dnn, "dropuot=0.1")
+    with self.assertRaisesRegex(config_lib.ConfigError,
+                                r"\['dropuot', 'learning_rat', 'zzz'\].*; 'dropuot': did you mean "
+                                r"'dropout'\?; 'learning_rat': did you mean 'learning_rate'\?$"):
+      config_lib.apply_hparams(dnn, "dropuot=0.1,learning_rat=1,zzz=2")
+
   def test_missing_config_file(self):
     with self.assertRaisesRegex(config_lib.ConfigError, "does not exist"):
       config_lib.load_file("/nonexistent/exp.json")

@@ -71,6 +71,19 @@ class EstimatorTest(tf.test.TestCase):
                                 f"{self.vectors} has a different feature spec from {self.digits}"):
       estimator_lib.check_trained_spec(cfg, manifest_lib.read(self.vectors))
 
+  def test_spec_mismatch_says_how_the_specs_differ_in_one_line(self):
+    with self.assertRaises(config_lib.ConfigError) as cm:
+      estimator_lib.check_trained_spec(self._cfg(), manifest_lib.read(self.vectors))
+    self.assertEqual(
+        str(cm.exception),
+        f"{self.vectors} has a different feature spec from {self.digits}, the data this model "
+        "was trained on: features added: 'vector'; features removed: 'image'; input_key "
+        "'image' -> 'vector'; kind 'image' -> 'vector'; value_range (0.0, 16.0) -> None; "
+        "label_names 10 -> 2 classes")
+    with self.assertRaisesRegex(config_lib.ConfigError, f"--train_data {self.vectors} .*: "
+                                "features added: 'vector'; .*label_names 10 -> 2 classes$"):
+      estimator_lib.open_data(self._cfg(train_data=self.vectors))
+
   def test_ordered_eval_input_reads_every_example_once_in_shard_order(self):
     cfg = self._cfg(eval_batch_size=7)
     m = manifest_lib.read(self.digits)

@@ -45,6 +45,22 @@ class FeatureSpecTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(fs.SpecError, message):
       spec.encode(values, label)
 
+  def test_describe_difference_names_what_changed(self):
+    spec = self._spec()
+    self.assertEqual(fs.describe_difference(spec, spec), "")
+    other = fs.FeatureSpec(
+        features=(fs.Feature("image", "float32", (4, 3, 1)),
+                  fs.Feature("tokens", "int64", (5,), "int64_list"),
+                  fs.Feature("mask", "int64", (5,), "int64_list")),
+        input_key="image", kind=fs.IMAGE, label_names=("a", "b"), value_range=(0, 255))
+    self.assertEqual(fs.describe_difference(spec, other),
+                     "features added: 'mask'; features removed: 'extra'; feature 'image' dtype "
+                     "uint8 -> float32, shape [4, 3, 2] -> [4, 3, 1]; label_names 3 -> 2 classes")
+    renamed = fs.image_spec(4, 3, 2, ["a", "x", "y"], value_range=(0, 1))
+    self.assertEqual(fs.describe_difference(fs.image_spec(4, 3, 2, ["a", "b", "c"]), renamed),
+                     "value_range (0.0, 255.0) -> (0.0, 1.0); label_names: 2 of 3 renamed "
+                     "('b' -> 'x', 'c' -> 'y')")
+
   def test_serving_signature_matches_features(self):
     sig = self._spec().serving_signature()
     self.assertEqual(sig["image"].shape.as_list(), [None, 4, 3, 2])

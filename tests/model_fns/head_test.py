@@ -131,8 +131,8 @@ class EvalTest(HeadTestBase):
         tf.constant(logits), tf.constant(labels), [], [])
     self.assertCountEqual(est_spec.eval_metric_ops, [
         "accuracy", "top_2_accuracy", "average_loss", "confusion_matrix",
-        "precision/ant", "precision/bee", "precision/cat",
-        "recall/ant", "recall/bee", "recall/cat"])
+        "per_class/precision_ant", "per_class/precision_bee", "per_class/precision_cat",
+        "per_class/recall_ant", "per_class/recall_bee", "per_class/recall_cat"])
     self._init()
     self.sess.run([u for _, u in est_spec.eval_metric_ops.values()])
     matrix, accuracy, average_loss, loss = self.sess.run(

@@ -97,6 +97,17 @@ class OverrideTextTest(parameterized.TestCase):
     for needle in needles:
       self.assertIn(needle, str(cm.exception))
 
+  def test_mistyped_key_suggests_the_nearest_valid_keys(self):
+    with self.assertRaises(hparams.HParamsError) as cm:
+      hparams.override(_HP(), "stesp=3")
+    self.assertIn("hparam stesp='3': unknown key; valid keys: units, rate, steps",
+                  str(cm.exception))
+    self.assertTrue(str(cm.exception).endswith("; did you mean 'steps' or 'sizes'?"),
+                    str(cm.exception))  # nearest first
+    with self.assertRaises(hparams.HParamsError) as cm:
+      hparams.from_json_dict(_HP, {"zzz": 1})  # nothing near: no suggestion
+    self.assertNotIn("did you mean", str(cm.exception))
+
   @parameterized.named_parameters(
       ("no_equals", "steps"),
       ("empty_key", "=3"),

@@ -45,25 +45,45 @@ class MetricsTest(tf.test.TestCase, parameterized.TestCase):
     # Top-2 classes: {0,2} {1,2} {1,2} | {2,1} {0,2} {2,0}: labels in them: y y y | y y n.
     self.assertAllClose(got["top_2_accuracy"], 5 / 6)
     self.assertAllClose(got["average_loss"], 6.0 / 6)
-    self.assertAllClose([got["precision/cat"], got["precision/dog"], got["precision/eel"]],
+    self.assertAllClose([got["per_class/precision_cat"], got["per_class/precision_dog"],
+                         got["per_class/precision_eel"]],
                         [1 / 2, 1 / 2, 1 / 2])  # column sums 2, 2, 2
-    self.assertAllClose([got["recall/cat"], got["recall/dog"], got["recall/eel"]],
+    self.assertAllClose([got["per_class/recall_cat"], got["per_class/recall_dog"],
+                         got["per_class/recall_eel"]],
                         [1 / 1, 1 / 2, 1 / 3])  # row sums 1, 2, 3
     self.assertCountEqual(got, [
         "accuracy", "top_2_accuracy", "average_loss", "confusion_matrix",
-        "precision/cat", "precision/dog", "precision/eel",
-        "recall/cat", "recall/dog", "recall/eel"])
+        "per_class/precision_cat", "per_class/precision_dog", "per_class/precision_eel",
+        "per_class/recall_cat", "per_class/recall_dog", "per_class/recall_eel"])
 
   def test_class_never_predicted_has_zero_precision(self):
     got = _evaluate(("a", "b"), 1, [(np.array([0, 1]), np.array([[1.0, 0.0], [1.0, 0.0]]),
                                      np.zeros(2))])
-    self.assertEqual(got["precision/b"], 0.0)
-    self.assertEqual(got["recall/b"], 0.0)
-    self.assertAllClose(got["precision/a"], 0.5)
+    self.assertEqual(got["per_class/precision_b"], 0.0)
+    self.assertEqual(got["per_class/recall_b"], 0.0)
+    self.assertAllClose(got["per_class/precision_a"], 0.5)
+
+  def test_per_class_metrics_share_one_tensorboard_group(self):
+    # TensorBoard groups tags by their first path segment: the 2 * C per-class curves must make
+    # one group, beside the few overall metrics.
+    got = _evaluate([f"class{i}" for i in range(10)], 5, [
+        (np.arange(10), np.eye(10, dtype=np.float32), np.zeros(10, np.float32))])
+    groups = [name.split("/")[0] for name in got]
+    self.assertCountEqual(set(groups), ["accuracy", "top_5_accuracy", "average_loss",
+                                        "confusion_matrix", "per_class"])
+    self.assertEqual(groups.count("per_class"), 20)
+    self.assertEqual(got["per_class/precision_class7"], 1.0)
+    self.assertEqual(got["per_class/recall_class7"], 1.0)
 
   def test_duplicate_label_names_keep_every_class(self):
     self.assertEqual(metrics.per_class_names(["x", "y", "x"]), ("0_x", "1_y", "2_x"))
     self.assertEqual(metrics.per_class_names(["x", "y"]), ("x", "y"))
+    got = _evaluate(("x", "y", "x"), 1, [(np.array([0, 1, 2]),
+                                          np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0]]),
+                                          np.zeros(3))])
+    self.assertEqual(got["per_class/precision_0_x"], 0.5)  # classes 0 and 1 predicted as 0
+    self.assertEqual(got["per_class/recall_1_y"], 0.0)
+    self.assertEqual(got["per_class/precision_2_x"], 1.0)
 
   @parameterized.named_parameters(("default_on_10", 5, 10, 5), ("capped", 5, 3, 2),
                                   ("binary", 5, 2, 1), ("small_request", 1, 10, 1))

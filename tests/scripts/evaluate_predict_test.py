@@ -12,6 +12,7 @@ from estimator_app import config as config_lib
 from estimator_app import estimator as estimator_lib
 from estimator_app import runner
 from estimator_app.analysis import evaluation
+from estimator_app.analysis import prediction
 from estimator_app.checkpoints import info as checkpoint_info
 from input_fns import errors
 from input_fns import manifest as manifest_lib
@@ -61,7 +62,8 @@ class EvaluatePredictTest(tf.test.TestCase):
 
   def test_predict_records_matches_evaluation(self):
     out = os.path.join(self.create_tempdir().full_path, "p.jsonl")
-    n = predict.run(self.cfg.run.model_dir, "latest", None, "eval", None, out, "")
+    n, skipped = predict.run(self.cfg.run.model_dir, "latest", None, "eval", None, out, "")
+    self.assertEqual(skipped, ())
     m = manifest_lib.read(self.cfg.data.data_dir)
     self.assertEqual(n, m.count("eval"))
     with open(out) as f:
@@ -82,7 +84,9 @@ class EvaluatePredictTest(tf.test.TestCase):
       images.append(path)
       labels.append(label)
     out = os.path.join(self.create_tempdir().full_path, "p.csv")
-    self.assertEqual(predict.run(self.cfg.run.model_dir, "latest", None, "eval", folder, out, ""), 4)
+    with self.assertNoLogs(logger="absl", level="WARNING"):  # the PNGs fit: nothing to say
+      self.assertEqual(predict.run(self.cfg.run.model_dir, "latest", None, "eval", folder, out,
+                                   ""), (4, ()))
     with open(out) as f:
       rows = list(csv.DictReader(f))
     self.assertEqual([r["source"] for r in rows], images)
@@ -95,6 +99,50 @@ class EvaluatePredictTest(tf.test.TestCase):
     self.assertEqual([int(r["class_id"]) for r in rows], [r["class_id"] for r in rec_rows])
     self.assertEqual(set(rows[0]), {"source", "class_id", "label_name", "probability"} |
                      {f"p_{i}" for i in range(10)})
+
+  def test_images_made_to_fit_get_one_warning_and_unreadable_ones_are_skipped_on_request(self):
+    folder = self.create_tempdir().full_path
+    rgb = [os.path.join(folder, f"rgb{i}.png") for i in range(2)]
+    for path in rgb:
+      Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(path)
+    fits = os.path.join(folder, "fits.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(fits)
+    bad = os.path.join(folder, "bad.png")
+    with open(bad, "wb") as f:
+      f.write(b"\x89PNG not really")
+    out = os.path.join(self.create_tempdir().full_path, "p.jsonl")
+
+    with self.assertRaisesRegex(errors.UserInputError, f"^{bad}: unreadable image"):
+      predict.run(self.cfg.run.model_dir, "latest", None, "eval", folder, out, "")
+    self.assertFalse(os.path.exists(out))
+    with self.assertLogs(logger="absl", level="WARNING") as logs:
+      n, skipped = predict.run(self.cfg.run.model_dir, "latest", None, "eval", folder, out, "",
+                               skip_unreadable=True)
+
+    self.assertEqual([r.getMessage() for r in logs.records
+                      if r.getMessage().startswith("--images")],
+                     ["--images: resized 2 of 3 images to the model's 8x8 (HxW) from 16x16 (2); "
+                      "converted 2 of 3 images to grey (L) from RGB (2)"])
+    self.assertEqual(n, 3)
+    with open(out) as f:
+      self.assertEqual([json.loads(line)["source"] for line in f], [fits] + rgb)
+    self.assertEqual([path for path, _ in skipped], [bad])
+    self.assertRegex(prediction.format_skipped(skipped),
+                     f"^skipped 1 unreadable image:\n  {bad}: unreadable image \\(.*\\)$")
+
+  def test_skipped_images_are_listed_one_per_line_then_counted(self):
+    skipped = [(f"/in/{i}.png", f"/in/{i}.png: unreadable image") for i in range(12)]
+    text = prediction.format_skipped(skipped)
+    self.assertEqual(text.splitlines(),
+                     ["skipped 12 unreadable images:"] +
+                     [f"  /in/{i}.png: unreadable image" for i in range(10)] +
+                     ["  ... and 2 more"])
+    self.assertEqual(prediction.format_skipped(()), "")
+    spec = manifest_lib.read(self.cfg.data.data_dir).spec
+    with self.assertRaisesRegex(errors.UserInputError,
+                                r"^--images: none of the 1 images can be read \(first: .*x.png"):
+      prediction.load_images(spec, [self.create_tempfile("x.png", "junk").full_path],
+                             skip_unreadable=True)
 
 
 def _first_examples(m, n):

@@ -9,6 +9,7 @@ import tensorflow as tf
 from absl.testing import flagsaver
 
 from estimator_app.checkpoints import info as checkpoint_info
+from estimator_app.checkpoints import retention
 from scripts import inspect_checkpoint
 from tests.testing import finished_run
 
@@ -57,6 +58,37 @@ class InspectCheckpointTest(tf.test.TestCase):
                      sum(v["params"] for v in as_json["variables"]))
     self.assertEqual([v["name"] for v in only_prefix["variables"]], ["dense/kernel"])
     self.assertNotIn("checkpoints", only_prefix)  # a prefix is not a directory to list
+
+  def test_model_dir_shows_groups_and_best_checkpoints_with_step_and_metric(self):
+    model_dir = self.create_tempdir("model").full_path
+    finished_run.train_run(model_dir)
+    best_dir = os.path.join(model_dir, checkpoint_info.BEST_DIR)
+    exporter = retention.BestCheckpointExporter("accuracy", True, keep=2)
+    for step, accuracy in ((20, 0.75), (40, 0.5), (0, 0.625)):
+      exporter.offer(best_dir, os.path.join(model_dir, f"model.ckpt-{step}"),
+                     {"accuracy": accuracy})
+
+    table = inspect_checkpoint.describe(inspect_checkpoint.InspectConfig(model_dir))
+    as_json = json.loads(inspect_checkpoint.describe(
+        inspect_checkpoint.InspectConfig(model_dir, as_json=True)))
+
+    self.assertIn("trainable:\n  dense/bias", table)
+    self.assertIn("\n  trainable:   2 variables, 10 params, 40 B\n"
+                  "  bookkeeping: 1 variable, 1 params, 8 B\n", table)
+    self.assertIn(f"best checkpoints in {best_dir} by accuracy (higher is better), best first "
+                  "(2):\n"
+                  "  step        20  accuracy 0.75  ckpt-20/model.ckpt-20\n"
+                  "  step         0  accuracy 0.625  ckpt-0/model.ckpt-0", table)
+    self.assertEqual(as_json["groups"]["trainable"],
+                     {"num_variables": 2, "total_params": 10, "total_bytes": 40,
+                      "variables": ["dense/bias", "dense/kernel"]})
+    self.assertEqual([(b["step"], b["value"]) for b in as_json["best"]], [(20, 0.75), (0, 0.625)])
+    self.assertEqual(as_json["best"][0]["prefix"],
+                     os.path.join(best_dir, "ckpt-20", "model.ckpt-20"))
+    no_best = self.create_tempdir("plain").full_path
+    finished_run.train_run(no_best, train_steps=20)
+    self.assertNotIn("best checkpoints", inspect_checkpoint.describe(
+        inspect_checkpoint.InspectConfig(no_best)))
 
   def test_binary_prints_the_table(self):
     work = self.create_tempdir("work").full_path

@@ -28,7 +28,61 @@ def _save_checkpoints(directory: str, steps, global_step_value=None, name="model
   return prefixes
 
 
+def _save_trained(directory: str, optimizer) -> str:
+  """One training step of a kernel (and a batch-norm-like moving mean) with `optimizer`, saved
+  by tf.compat.v1.train.Saver with its .meta graph; returns the prefix."""
+  with tf.Graph().as_default():
+    kernel = tf.compat.v1.get_variable("dense/kernel", initializer=np.ones([3, 2], np.float32))
+    tf.compat.v1.get_variable("bn/moving_mean", initializer=np.zeros([2], np.float32),
+                              trainable=False)
+    step = tf.compat.v1.train.get_or_create_global_step()
+    loss = tf.reduce_sum(tf.matmul(tf.ones([4, 3]), kernel))
+    train_op = optimizer.minimize(loss, global_step=step)
+    with tf.compat.v1.Session() as sess:
+      sess.run(tf.compat.v1.global_variables_initializer())
+      sess.run(train_op)
+      return tf.compat.v1.train.Saver().save(sess, os.path.join(directory, "model.ckpt"),
+                                             global_step=1)
+
+
 class CheckpointInfoTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.named_parameters(
+      ("adam", lambda: tf.compat.v1.train.AdamOptimizer(0.1),
+       ["beta1_power", "beta2_power", "dense/kernel/Adam", "dense/kernel/Adam_1"], True),
+      ("momentum", lambda: tf.compat.v1.train.MomentumOptimizer(0.1, 0.9),
+       ["dense/kernel/Momentum"], True),
+      # Only the .meta graph's trainable collection tells this slot from a weight.
+      ("renamed_optimizer", lambda: tf.compat.v1.train.AdagradOptimizer(0.1, name="Mine"),
+       ["dense/kernel/Mine"], False),
+  )
+  def test_groups_separate_weights_from_optimizer_state_and_bookkeeping(
+      self, make_optimizer, optimizer_names, known_without_meta):
+    prefix = _save_trained(self.create_tempdir().full_path, make_optimizer())
+
+    info = checkpoint_info.inspect(prefix)
+
+    self.assertEqual([(g, [v.name for v in members]) for g, members in info.by_group()],
+                     [(checkpoint_info.TRAINABLE, ["dense/kernel"]),
+                      (checkpoint_info.NON_TRAINABLE, ["bn/moving_mean"]),
+                      (checkpoint_info.OPTIMIZER, optimizer_names),
+                      (checkpoint_info.BOOKKEEPING, ["global_step"])])
+    table = checkpoint_info.format_table(info)
+    self.assertIn(f"optimizer:\n  {optimizer_names[0]} ", table)
+    self.assertIn("  trainable:     1 variable, 6 params, 24 B", table)
+    self.assertIn("  bookkeeping:   1 variable, 1 params, 8 B", table)
+    as_json = checkpoint_info.to_dict(info)
+    self.assertEqual(as_json["groups"]["optimizer"]["variables"], optimizer_names)
+    self.assertEqual(sum(g["total_params"] for g in as_json["groups"].values()),
+                     as_json["total_params"])
+
+    os.remove(prefix + ".meta")  # names alone: the known optimizers' slots are still found
+    groups = checkpoint_info.inspect(prefix).groups
+    self.assertEqual(all(groups[n] == checkpoint_info.OPTIMIZER for n in optimizer_names),
+                     known_without_meta)
+    self.assertEqual((groups["dense/kernel"], groups["bn/moving_mean"], groups["global_step"]),
+                     (checkpoint_info.TRAINABLE, checkpoint_info.NON_TRAINABLE,
+                      checkpoint_info.BOOKKEEPING))
 
   def test_variables_shapes_dtypes_sizes_and_step(self):
     d = self.create_tempdir().full_path
@@ -122,6 +176,23 @@ class CheckpointInfoTest(tf.test.TestCase, parameterized.TestCase):
     missing = os.path.join(self.create_tempdir().full_path, "no", "such.ckpt")
     with self.assertRaisesRegex(checkpoint_info.CheckpointError, f"checkpoint {missing} does not exist"):
       checkpoint_info.inspect(missing)
+
+  def test_mistyped_checkpoint_suggests_the_nearest_names(self):
+    d = self.create_tempdir().full_path
+    _save_checkpoints(d, [10, 30])
+    elsewhere = self.create_tempdir().full_path
+    with self.assertRaisesRegex(
+        checkpoint_info.CheckpointError,
+        f"^checkpoint {elsewhere}/lastest does not exist .*; did you mean 'latest'\\?$"):
+      checkpoint_info.resolve(d, os.path.join(elsewhere, "lastest"))
+    with self.assertRaisesRegex(
+        checkpoint_info.CheckpointError,
+        f"checkpoint {d}/model.ckpt-3 does not exist .*; did you mean '{d}/model.ckpt-30' or "
+        f"'{d}/model.ckpt-10'\\?$"):
+      checkpoint_info.checkpoint_prefix(os.path.join(d, "model.ckpt-3"))
+    with self.assertRaises(checkpoint_info.CheckpointError) as cm:
+      checkpoint_info.resolve(d, os.path.join(elsewhere, "zzz"))
+    self.assertNotIn("did you mean", str(cm.exception))
 
   def test_plain_file_is_not_a_checkpoint(self):
     path = self.create_tempdir().create_file("notes.txt", "hello").full_path

@@ -50,6 +50,29 @@ class ImageDirTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(sorted(got), test_data.example_keys(
         [v for v, _ in expected.values()], [l for _, l in expected.values()]))
 
+  def test_what_it_does_not_read_is_counted_and_named_in_one_warning(self):
+    root, _ = self._tree(per_class=2)
+    for rel in ("cat/notes.txt", "dog/photo.gif", "README.md", "bird/.DS_Store", "a.png"):
+      with open(os.path.join(root, rel), "w") as f:
+        f.write("not an image")
+    os.makedirs(os.path.join(root, "dog", "more"))
+
+    with self.assertLogs(level="WARNING") as logs:
+      source = registry.open_source("image_dir", base.SourceOptions(input=root))
+
+    # Hidden files are skipped without a word, as always.
+    self.assertEqual(source.skipped,
+                     ("README.md", "a.png", "cat/notes.txt", "dog/more/", "dog/photo.gif"))
+    self.assertEqual([r.getMessage() for r in logs.records],
+                     [f"{root}: skipped 5 entries (only .png/.jpg/.jpeg files inside class "
+                      "folders are read): README.md, a.png, cat/notes.txt, dog/more/, "
+                      "dog/photo.gif"])
+    with open(os.path.join(root, "cat", "z.bmp"), "w"):
+      pass
+    with self.assertLogs(level="WARNING") as logs:
+      registry.open_source("image_dir", base.SourceOptions(input=root))
+    self.assertRegex(logs.records[0].getMessage(), r"skipped 6 entries .*dog/more/ and 1 more$")
+
   def test_jpeg_and_resize_match_pillow(self):
     root, _ = self._tree(per_class=2, size=(9, 7))
     jpeg = os.path.join(root, "cat", "photo.JPG")
