@@ -216,8 +216,16 @@ def check_trained_spec(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifes
 
 
 def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: str,
-             checkpoint_path: str, name: Optional[str] = None) -> Dict[str, object]:
-  """Full evaluation of one checkpoint on one split; returns every metric (non-scalar too)."""
+             checkpoint_path: str, name: Optional[str] = None,
+             summary_dir: Optional[str] = None) -> Dict[str, object]:
+  """Full evaluation of one checkpoint on one split; returns every metric (non-scalar too).
+
+  Its TensorBoard summaries go to `summary_dir`/eval when given (e.g. beside the evaluation
+  report, so they do not show up as one more run of the training), else to the run's
+  model_dir/eval[_<name>].
+  """
+  if summary_dir:
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, model_dir=summary_dir))
   estimator = build_estimator(cfg, m.spec)
   return estimator.evaluate(eval_input_fn(cfg, m, split), checkpoint_path=checkpoint_path,
                             name=name)

@@ -25,8 +25,8 @@ from scripts import run_flags
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Evaluation batch size (default: the run's).")
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Where evaluation.json and confusion_matrix.png go "
-    "(default: <model_dir>/evaluation/<checkpoint>-<split>).")
+    "output_dir", None, "Where evaluation.json, confusion_matrix.png and the evaluation's "
+    "TensorBoard summaries (eval/) go (default: <model_dir>/evaluation/<checkpoint>-<split>).")
 
 
 def run(model_dir: str, checkpoint: str, data_dir: str, split: str, batch_size, output_dir):
@@ -40,9 +40,10 @@ def run(model_dir: str, checkpoint: str, data_dir: str, split: str, batch_size, 
   prefix = checkpoint_info.resolve(model_dir, checkpoint, cfg.run.best_metric,
                                cfg.run.best_metric_higher_is_better)
   m = manifest_lib.read(data_dir or cfg.data.data_dir)
-  report = evaluation.evaluate(cfg, m, split, prefix)
   output_dir = output_dir or os.path.join(
       model_dir, "evaluation", f"{os.path.basename(prefix)}-{split}")
+  # Its TensorBoard summaries beside the report: not one more run among the training's.
+  report = evaluation.evaluate(cfg, m, split, prefix, summary_dir=output_dir)
   return report, evaluation.write_report(report, output_dir)
 
 

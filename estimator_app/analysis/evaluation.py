@@ -50,8 +50,10 @@ class Report:
 
 
 def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: str,
-             checkpoint: str) -> Report:
+             checkpoint: str, summary_dir: Optional[str] = None) -> Report:
   """Evaluates `checkpoint` on every example of `m`'s `split`.
+
+  Its TensorBoard summaries go to `summary_dir`/eval (None: the run's model_dir/eval_evaluate_<split>).
 
   Raises:
     errors.UserInputError: the dataset's feature spec differs from the one the model was
@@ -59,7 +61,9 @@ def evaluate(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest, split: 
   """
   m.shards(split)
   estimator_lib.check_trained_spec(cfg, m)
-  result = estimator_lib.evaluate(cfg, m, split, checkpoint, name=f"evaluate_{split}")
+  result = estimator_lib.evaluate(cfg, m, split, checkpoint,
+                                  name=None if summary_dir else f"evaluate_{split}",
+                                  summary_dir=summary_dir)
   matrix = result.pop(metrics_lib.CONFUSION_MATRIX, None)
   scalars = {k: float(v) for k, v in result.items() if np.ndim(v) == 0}
   return Report(checkpoint=checkpoint, data_dir=m.directory, split=split,

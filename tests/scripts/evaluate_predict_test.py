@@ -50,6 +50,13 @@ class EvaluatePredictTest(tf.test.TestCase):
     with open(paths["png"], "rb") as f:
       self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
     self.assertIn("confusion matrix", evaluation.format_report(report))
+    # Its TensorBoard summaries sit beside the report, not among the training's runs.
+    self.assertEqual([d for d in os.listdir(self.cfg.run.model_dir) if "evaluate" in d], [])
+    events = tf.io.gfile.glob(os.path.join(out, "eval", "events.out.tfevents.*"))
+    self.assertLen(events, 1)
+    accuracy = [v.simple_value for e in tf.compat.v1.train.summary_iterator(events[0])
+                for v in e.summary.value if v.tag == "accuracy"]
+    self.assertAllClose(accuracy, [report.metrics["accuracy"]])
 
   def test_evaluate_best_and_bad_checkpoint(self):
     report, _ = evaluate.run(self.cfg.run.model_dir, "best", None, "eval", None,
