@@ -34,7 +34,7 @@ class BenchmarkScriptTest(tf.test.TestCase):
     self.assertEqual(proc.returncode, 2, proc.stderr[-3000:])
     self.assertEqual(proc.stderr.strip().splitlines()[-1],
                      "error: --suite=write,nope: unknown nope; expected a comma-separated list "
-                     "of accuracy, input, train, write, serve, startup, or all")
+                     "of accuracy, input, train, write, serve, startup, job, or all")
 
 
 if __name__ == "__main__":
