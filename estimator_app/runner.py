@@ -23,6 +23,7 @@ from estimator_app.analysis import tensorboard_logs
 from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention
 from estimator_app.serving import export
+from estimator_app.serving import validation as serving_validation
 from estimator_app.training import distribution
 from estimator_app.training import early_stopping
 from estimator_app.training import hooks as hooks_lib
@@ -114,6 +115,8 @@ def serving_exporters(cfg: config_lib.ExperimentConfig, data: estimator_lib.Data
                               cfg.optimization)
   examples = export.read_examples(data.primary, splits.EVAL, 32)
   options = export.ExportOptions(model_name=os.path.basename(cfg.data.data_dir.rstrip("/")))
+  if options.validate_examples:
+    serving_validation.prestart()  # its TensorFlow import overlaps training, not the 1st export
   keep = cfg.run.exports_to_keep
   periodic = export.make_exporters(model, examples, export.ExportersConfig(
       keep_latest=keep, keep_best=keep, keep_final=0, best_metric=cfg.run.best_metric,

@@ -11,7 +11,8 @@ r"""Exports a checkpoint as a TF Serving model version, optionally validated and
 The export lands in EXPORT_BASE/MODEL_NAME/<next integer version>/ (see docs/serving.md).
 The model, its hparams, the optimization config, the dataset and the preprocessing chain come
 from the run's saved config (MODEL_DIR/config.json) when it has one; --model, --data_dir and
---preprocessing override it when given (and are needed for a run without one). With --validate, every signature is checked in a fresh process against
+--preprocessing override it when given (and are needed for a run without one). With
+--validate, every signature is checked in a separate serving process against
 estimator.predict on --validate_examples eval examples; a mismatch exits with status 2 and
 the version never becomes visible.
 """
@@ -41,7 +42,7 @@ _PREPROCESSING = flags.DEFINE_string(
 _EXPORT_BASE = flags.DEFINE_string("export_base", "exports", "Exports go to EXPORT_BASE/MODEL_NAME/<version>.")
 _MODEL_NAME = flags.DEFINE_string("model_name", "", "TF Serving model name (default: the dataset directory's name).")
 _VALIDATE = flags.DEFINE_boolean("validate", False,
-                                 "Check every signature against estimator.predict in a fresh process.")
+                                 "Check every signature against estimator.predict in a separate serving process.")
 _VALIDATE_EXAMPLES = flags.DEFINE_integer("validate_examples", 32, "Eval examples --validate compares.")
 _TOLERANCE = flags.DEFINE_float("tolerance", 1e-5, "Max abs difference of probabilities --validate accepts.")
 _WARMUP_EXAMPLES = flags.DEFINE_integer("warmup_examples", 4,

@@ -28,10 +28,27 @@ A version directory appears by one atomic rename of a complete, validated export
 are increasing integers (1 + the highest number ever used in the base). Temporary directories
 left by a killed export are removed by the next export. A `gs://` model base is written
 through estimator_app/serving/publish.py (GCS has no rename; see there what TF Serving sees).
+
+A checkpoint is built and validated at most once per process. The exporters of a run often
+export the same checkpoint (latest and best after one evaluation, latest and final at the
+end), so `_VALIDATED` remembers, for the last `_MAX_VALIDATED` passed exports, a key (the
+checkpoint's path and its .index mtime and size, the repr of the model, the reference and the
+options, the reference Estimator's model_dir, a digest of the examples used) and the versions
+holding that SavedModel. An equal export copies one that still exists instead: every file
+hard-linked (copied where linking fails; visible versions are never written to), a new
+export_metadata.json (its own exporter and eval metrics, `same_as` naming the copied version),
+and the validation report with its version, export_dir and `validated_as` (the directory that
+was validated); then the same atomic rename. A version deleted since (garbage_collect) is not
+used; if none is left the export is built and validated again. A gs:// export's local build is
+kept (one at most, in a temporary directory removed at exit) so the next equal export, local or
+gs://, can copy it.
 """
 
+import atexit
+import copy
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -39,6 +56,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
@@ -69,6 +87,8 @@ _TMP_PREFIX = ".tmp-"
 _REJECTED_PREFIX = ".rejected-"
 _DELETING_PREFIX = ".deleting-"
 _NUMBERED = re.compile(r"^(?:\.rejected-)?(\d+)(?:\.validation\.json)?$")
+_METADATA_REL = os.path.join(warmup.ASSETS_EXTRA, METADATA_FILE)
+_MAX_VALIDATED = 4  # checkpoints remembered; a run's exporters share the newest one or two
 
 
 class ExportError(errors.UserInputError):
@@ -322,9 +342,11 @@ def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
   """Exports one new version under `model_base`, visible only once complete and validated.
 
   Steps: write the SavedModel to a hidden temporary directory beside the versions, add the
-  warm-up requests and metadata, check parity in a fresh process (serving_validation), then
-  rename it to `model_base/<next version>` (or `.rejected-<version>` if parity failed) and
-  write `<dir>.validation.json` beside it.
+  warm-up requests and metadata, check parity in the serving process (serving_validation),
+  then rename it to `model_base/<next version>` (or `.rejected-<version>` if parity failed) and
+  write `<dir>.validation.json` beside it. An export this process already made and validated
+  from the same checkpoint with an equal model and options is copied instead of built and
+  validated again (see the module docstring). Logs one line.
 
   Args:
     model_base: local directory (or gs:// prefix) holding the model's integer versions.
@@ -348,14 +370,19 @@ def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
       kept as `.rejected-<version>` and never becomes visible), or the tolerance is negative
       (checked before anything is written).
   """
+  started = time.monotonic()
   _check_checkpoint(checkpoint_path)
   if (options.warmup_examples or options.validate_examples) and not examples:
     raise ExportError("warm-up and validation need eval examples; got none")
   if options.validate_examples:  # before anything is written
     serving_validation.tolerance_for(model.train_cfg.precision, options.tolerance)
+  job = _Job(model, checkpoint_path, examples, options, eval_result, estimator, reference,
+             exporter, _validation_key(model, checkpoint_path, examples, options, estimator,
+                                       reference))
   if gcs.is_gcs_path(model_base):
-    return _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_result,
-                          estimator, reference, exporter)
+    result, same_as = _export_to_gcs(model_base, job)
+    _log_export(job, result, same_as, started)
+    return result
   if "://" in model_base:
     raise ExportError(f"export base {model_base}: only local paths and gs:// are supported")
   tf.io.gfile.makedirs(model_base)
@@ -363,8 +390,7 @@ def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
   staging = os.path.join(
       model_base, f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
   try:
-    report = _build_and_validate(staging, model, checkpoint_path, examples, options,
-                                 eval_result, estimator, reference, exporter)
+    report, same_as = _stage(staging, job)
     passed = report is None or report["passed"]
     while True:  # another exporter may take a number between our listing and our rename
       version = max(_numbers_used(os.listdir(model_base)), default=0) + 1
@@ -385,8 +411,141 @@ def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
     shutil.rmtree(staging, ignore_errors=True)
   if not passed:
     raise serving_validation.ValidationError(serving_validation.summary(report, final + VALIDATION_SUFFIX))
-  logging.info("exported version %d of %s to %s", version, options.model_name, final)
-  return ExportResult(version, final, report)
+  if report is not None:
+    _remember(job.key, report, final, final, copied=same_as is not None)
+  result = ExportResult(version, final, report)
+  _log_export(job, result, same_as, started)
+  return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+  """One export_version call's arguments, and the key of what it builds (None: no validation)."""
+  model: ServingModel
+  checkpoint_path: str
+  examples: Sequence[bytes]
+  options: ExportOptions
+  eval_result: Optional[Mapping[str, Any]]
+  estimator: Optional[tf.estimator.Estimator]
+  reference: Optional[ServingModel]
+  exporter: Optional[str]
+  key: Optional[str]
+
+
+@dataclasses.dataclass
+class _Validated:
+  """A passed export of this process and the local directories holding it.
+
+  Attributes:
+    report: its validation report as written (version and export_dir of the validated one).
+    copies: (local directory, the version's export_dir or gs:// URI), oldest first.
+  """
+  report: Dict[str, Any]
+  copies: List[Tuple[str, str]]
+
+
+_VALIDATED: Dict[str, _Validated] = {}  # _validation_key -> the export; newest last
+_owned_copy: List[str] = []  # the kept local build of a gs:// export (one at most)
+
+
+def _remove_owned_copy() -> None:
+  while _owned_copy:
+    shutil.rmtree(_owned_copy.pop(), ignore_errors=True)
+
+
+atexit.register(_remove_owned_copy)
+
+
+def _validation_key(model: ServingModel, checkpoint_path: str, examples: Sequence[bytes],
+                    options: ExportOptions, estimator: Optional[tf.estimator.Estimator],
+                    reference: Optional[ServingModel]) -> Optional[str]:
+  """What makes two exports' bytes and validations equal; None when nothing is validated.
+
+  The .index's mtime and size tell a checkpoint rewritten under the same path (a restarted
+  run) from the one exported before.
+  """
+  if not options.validate_examples:
+    return None
+  stat = tf.io.gfile.stat(checkpoint_path + ".index")
+  digest = hashlib.sha256()
+  for e in examples[:max(options.warmup_examples, options.validate_examples)]:
+    digest.update(len(e).to_bytes(8, "little") + e)
+  path = checkpoint_path if "://" in checkpoint_path else os.path.abspath(checkpoint_path)
+  return json.dumps([path, stat.mtime_nsec, stat.length, repr(model), repr(reference),
+                     repr(options), estimator.model_dir if estimator is not None else None,
+                     digest.hexdigest()])
+
+
+def _remember(key: Optional[str], report: Dict[str, Any], local_dir: str, export_dir: str,
+              copied: bool) -> None:
+  """Records a passed export (a new validation, or a copy of one) under `key`."""
+  if key is None or not report.get("passed"):
+    return
+  if copied:
+    entry = _VALIDATED.get(key)
+    if entry is None:
+      return
+  else:  # a new validation replaces what an earlier one of the same key left
+    entry = _VALIDATED[key] = _Validated(copy.deepcopy(report), [])
+  entry.copies = entry.copies[-(_MAX_VALIDATED - 1):] + [(local_dir, export_dir)]
+  _VALIDATED[key] = _VALIDATED.pop(key)  # newest last
+  while len(_VALIDATED) > _MAX_VALIDATED:
+    del _VALIDATED[next(iter(_VALIDATED))]
+
+
+def _link_tree(src: str, dst: str, skip: str) -> None:
+  """Copies directory `src` to `dst`, hard-linking each file (copying where linking fails)."""
+  for root, _, names in os.walk(src):
+    target = os.path.normpath(os.path.join(dst, os.path.relpath(root, src)))
+    os.makedirs(target, exist_ok=True)
+    for name in names:
+      path = os.path.join(root, name)
+      if os.path.relpath(path, src) == skip:
+        continue
+      try:
+        os.link(path, os.path.join(target, name))
+      except OSError:  # another filesystem, or one without hard links
+        shutil.copy2(path, os.path.join(target, name))
+
+
+def _copy_validated(staging: str, job: _Job) -> Optional[Tuple[Dict[str, Any], str]]:
+  """Copies an equal export of this process into `staging`: (its report, the copied export_dir).
+
+  None (and nothing in `staging`) when there is none, or none of its versions still exists.
+  """
+  entry = _VALIDATED.get(job.key) if job.key is not None else None
+  for local_dir, export_dir in reversed(entry.copies if entry else []):
+    if not os.path.isfile(os.path.join(local_dir, "saved_model.pb")):
+      continue
+    try:
+      _link_tree(local_dir, staging, skip=_METADATA_REL)
+    except OSError:  # deleted while being copied: try the next one
+      shutil.rmtree(staging, ignore_errors=True)
+      continue
+    _write_json(os.path.join(staging, _METADATA_REL),
+                dict(_metadata(job.model, job.checkpoint_path, job.options, job.eval_result,
+                               job.exporter), same_as=export_dir))
+    return dict(copy.deepcopy(entry.report), validated_as=entry.report["export_dir"]), export_dir
+  return None
+
+
+def _stage(staging: str, job: _Job) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+  """Writes the export into `staging`: (its report or None, the export_dir it copies or None)."""
+  copied = _copy_validated(staging, job)
+  if copied is not None:
+    return copied
+  return _build_and_validate(staging, job.model, job.checkpoint_path, job.examples, job.options,
+                             job.eval_result, job.estimator, job.reference, job.exporter), None
+
+
+def _log_export(job: _Job, result: ExportResult, same_as: Optional[str], started: float) -> None:
+  if same_as is not None:
+    how = f"same SavedModel as {'/'.join(same_as.rstrip('/').split('/')[-2:])}"
+  else:
+    how = "validated" if result.validation is not None else "not validated"
+  logging.info("exported %sv%d of %s to %s (%s, %.1f s)",
+               f"{job.exporter} " if job.exporter else "", result.version,
+               job.options.model_name, result.export_dir, how, time.monotonic() - started)
 
 
 def _build_and_validate(staging, model, checkpoint_path, examples, options, eval_result,
@@ -408,14 +567,18 @@ def _build_and_validate(staging, model, checkpoint_path, examples, options, eval
       tolerance=options.tolerance, precision=model.train_cfg.precision, estimator=estimator)
 
 
-def _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_result,
-                   estimator, reference, exporter) -> ExportResult:
-  """Builds and validates the export locally, then publishes it (see publish.py)."""
+def _export_to_gcs(model_base: str, job: _Job) -> Tuple[ExportResult, Optional[str]]:
+  """Builds and validates the export locally (or copies an equal one), then publishes it.
+
+  Returns:
+    The result, and the export_dir it copies (None if built).
+  """
   client = gcs.make_client()
-  with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+  tmp = tempfile.mkdtemp(prefix="export-")
+  keep = False
+  try:
     staging = os.path.join(tmp, "model")
-    report = _build_and_validate(staging, model, checkpoint_path, examples, options,
-                                 eval_result, estimator, reference, exporter)
+    report, same_as = _stage(staging, job)
     version = max(publish.list_versions(model_base, client), default=0) + 1
     if report is not None:
       report["version"] = version
@@ -428,7 +591,15 @@ def _export_to_gcs(model_base, model, checkpoint_path, examples, options, eval_r
             serving_validation.summary(report, f"{model_base.rstrip('/')}/{rel}"))
       _write_json(os.path.join(tmp, "model" + VALIDATION_SUFFIX), report)
     uri = publish.publish_version(staging, model_base, version, client)
-  return ExportResult(version, uri, report)
+    if report is not None and same_as is None and job.key is not None:
+      _remove_owned_copy()  # one kept build at most
+      _owned_copy.append(tmp)
+      keep = True
+      _remember(job.key, report, staging, uri, copied=False)
+  finally:
+    if not keep:
+      shutil.rmtree(tmp, ignore_errors=True)
+  return ExportResult(version, uri, report), same_as
 
 
 def garbage_collect(model_base: str, keep: int) -> List[int]:

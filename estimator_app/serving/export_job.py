@@ -3,7 +3,7 @@
 run(ExportJob) takes the model as the run trained it (model, hparams, optimization config,
 dataset and preprocessing chain from MODEL_DIR/config.json, each overridable), exports the
 resolved checkpoint as the next integer version under EXPORT_BASE/MODEL_NAME/ (validated in a
-fresh process when asked, so a mismatch never becomes visible) and publishes it to gs://; or,
+separate serving process when asked, so a mismatch never becomes visible) and publishes it to gs://; or,
 given an existing export, validates it against the checkpoint it was made from.
 
 Entry points: ExportJob, run and its Outcome (behind //scripts:export); export.py does the
@@ -49,7 +49,7 @@ class ExportJob:
     preprocessing: the chain built into the export ('' for none), or None.
     export_base: versions go to EXPORT_BASE/MODEL_NAME/<version>.
     model_name: TF Serving model name ('': the dataset directory's name).
-    validate: check every signature against estimator.predict in a fresh process.
+    validate: check every signature against estimator.predict in a separate serving process.
     validate_examples: eval examples the validation compares.
     tolerance: the largest difference of probabilities the validation accepts.
     warmup_examples: eval examples per TF Serving warm-up request (0: none).

@@ -1,11 +1,11 @@
 """Parity check of an export: what TF Serving would answer == what estimator.predict answers.
 
-The SavedModel is loaded in a FRESH Python process (`sys.executable -m
-estimator_app.serving.validation REQUEST.json`), the way TF Serving loads it: a TF1 session,
-the `serve` tag, every signature called by its tensor names. Nothing of the exporting process
-(graph, variables, Keras name counters, imported modules) can leak into the answer. The child
-sees no GPU (CUDA_VISIBLE_DEVICES=-1: it never takes the training job's) and runs no XLA. It
-calls every signature on the same N eval examples (labels stripped, as a client sends them):
+The SavedModel is loaded in another Python process, the serving process, the way TF Serving
+loads it: a TF1 session, the `serve` tag, every signature called by its tensor names. Nothing
+of the exporting process (graph, variables, Keras name counters, imported modules) can leak
+into the answer. The serving process sees no GPU (CUDA_VISIBLE_DEVICES=-1: it never takes the
+training job's) and runs no XLA. It calls every signature on the same N eval examples (labels
+stripped, as a client sends them):
 
   * string inputs get the serialized tf.Examples;
   * other inputs get the raw feature of the same name, decoded with the dataset's spec;
@@ -30,16 +30,34 @@ ones) that rounding may flip, while a wrong export differs by far more.
 The report (a JSON-able dict) says `passed`, the tolerance used and the worst value (signature,
 output, example, class, both values), and holds the figures. `ValidationError` (a
 UserInputError) is what callers raise on a failed report.
+
+One serving process serves all the validations of a parent process: importing TensorFlow
+takes seconds, loading a small export a fraction of one. It starts on the first validation, or
+earlier with `prestart()` (a training job calls it when it builds its exporters, so the import
+overlaps training), and runs `sys.executable -m estimator_app.serving.validation --serve`:
+one request path per line on stdin, one JSON answer line per request on stdout, the outputs in
+the request's files. Each request is loaded in its own new tf.Graph and Session, so nothing of
+one request reaches the next. It exits at stdin EOF (its parent died) and is stopped at the
+parent's exit (`shutdown()`). If it dies, hangs past `_REQUEST_TIMEOUT_S` or answers garbage,
+that validation fails with the tail of its stderr (kept in an unlinked temporary file, so no
+pipe fills up) and the next one starts a new serving process. `python -m
+estimator_app.serving.validation REQUEST.json` still answers one request and exits.
 """
 
+import atexit
 import dataclasses
+import fcntl
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+import traceback
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -53,7 +71,10 @@ from input_fns import manifest as manifest_lib
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 _SPLIT = "eval"
-_CHILD_TIMEOUT_S = 600
+_REQUEST_TIMEOUT_S = 600  # one request's answer, the serving process's start included
+_SERVE_FLAG = "--serve"
+_STDERR_TAIL_LINES = 6
+_STDERR_MAX_BYTES = 1 << 20  # its stderr file is emptied past this, between requests
 
 
 class ValidationError(errors.UserInputError):
@@ -162,7 +183,7 @@ def _reference_predictions(records: Sequence[bytes], work_dir: str, model_fn, sp
 
 
 def _child_env() -> Dict[str, str]:
-  """The validation child's environment: this package importable, no GPU, no XLA flags."""
+  """The serving process's environment: this package importable, no GPU, no XLA flags."""
   env = dict(os.environ)
   # The child must import this package the way the parent did (bazel runfiles or a checkout).
   env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -174,9 +195,159 @@ def _child_env() -> Dict[str, str]:
   return env
 
 
-def _run_child(export_dir: str, spec: fs.FeatureSpec, records: Sequence[bytes],
-               work_dir: str) -> Dict[str, Any]:
-  """Runs every signature of the export in a fresh process; returns its outputs and info."""
+def _serving_command() -> List[str]:
+  return [sys.executable, "-m", "estimator_app.serving.validation", _SERVE_FLAG]
+
+
+class _ServingProcess:
+  """The parent's handle on one serving process: a request path in, one JSON answer line out."""
+
+  def __init__(self):
+    # Unlinked at once: only the two processes' descriptors hold it, nothing is left behind.
+    # O_APPEND: the child always writes at the end, even after the parent empties the file.
+    fd, path = tempfile.mkstemp(prefix="serving-validation-", suffix=".stderr")
+    os.unlink(path)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+    self._stderr = fd
+    self._owner = os.getpid()
+    self._answers: "queue.Queue[Optional[bytes]]" = queue.Queue()
+    try:
+      self.proc = subprocess.Popen(_serving_command(), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=fd, env=_child_env())
+    except OSError:
+      os.close(fd)
+      raise
+    # A thread reads the answers, so waiting for one can time out.
+    threading.Thread(target=self._read_answers, args=(self.proc.stdout,), daemon=True,
+                     name=f"serving-validation-{self.proc.pid}").start()
+
+  def _read_answers(self, stream) -> None:
+    with stream:  # closed here, never under a blocked read
+      for line in iter(stream.readline, b""):
+        self._answers.put(line)
+    self._answers.put(None)  # EOF: the process is gone
+
+  def usable(self) -> bool:
+    """Whether this process made it (not a fork's inherited copy) and it still runs."""
+    return self._owner == os.getpid() and self.proc.poll() is None
+
+  def _stderr_tail(self, since: int) -> str:
+    size = os.fstat(self._stderr).st_size
+    begin = max(min(since, size), size - 65536)
+    text = os.pread(self._stderr, size - begin, begin).decode("utf-8", "replace")
+    return "\n".join(text.strip().splitlines()[-_STDERR_TAIL_LINES:]) or "(nothing on its stderr)"
+
+  def serve(self, request_path: str, timeout_s: float) -> Dict[str, Any]:
+    """Sends one request; its answer, or {"error": ...}.
+
+    A request that raised leaves this process serving; after a death, a hang or garbage it is
+    stopped (the next validation starts another).
+    """
+    if os.fstat(self._stderr).st_size > _STDERR_MAX_BYTES:
+      os.ftruncate(self._stderr, 0)
+    since = os.fstat(self._stderr).st_size
+    what = f"the serving process (pid {self.proc.pid})"
+    try:
+      self.proc.stdin.write(request_path.encode() + b"\n")
+      self.proc.stdin.flush()
+      line = self._answers.get(timeout=timeout_s)
+    except OSError:  # its stdin closed: it died before reading the request
+      line = None
+    except queue.Empty:
+      tail = self.stop(grace_s=0, since=since)
+      return {"error": f"{what} did not answer within {timeout_s:g} s: {tail}"}
+    if line is None:
+      tail = self.stop(grace_s=10, since=since)
+      return {"error": f"{what} exited (status {self.proc.returncode}) before answering: {tail}"}
+    try:
+      answer = json.loads(line)
+      if not isinstance(answer, dict) or answer.get("request") != request_path:
+        raise ValueError(f"not an answer to {request_path}")
+    except ValueError:
+      tail = self.stop(grace_s=0, since=since)
+      return {"error": f"{what} answered garbage ({line[:200]!r}): {tail}"}
+    if not answer.get("ok"):
+      return {"error": f"loading or calling the SavedModel in {what} failed: "
+                       f"{answer.get('error') or self._stderr_tail(since)}"}
+    return answer
+
+  def stop(self, grace_s: float, since: int = 0) -> str:
+    """Closes its stdin (it exits at EOF), then kills it if it is still there after `grace_s`.
+
+    Returns:
+      The tail of what it wrote to stderr from offset `since` on.
+    """
+    if self._owner != os.getpid():
+      return ""  # stopped already, or a fork's copy of the parent's process
+    try:
+      self.proc.stdin.close()
+    except OSError:
+      pass
+    if grace_s:
+      try:
+        self.proc.wait(timeout=grace_s)
+      except subprocess.TimeoutExpired:
+        pass
+    if self.proc.poll() is None:
+      self.proc.kill()
+    self.proc.wait()
+    tail = self._stderr_tail(since)
+    os.close(self._stderr)
+    self._owner = None  # stopped: never usable again, and a second stop does nothing
+    return tail
+
+
+_serving: Optional[_ServingProcess] = None
+_serving_lock = threading.RLock()
+
+
+def _serving_process() -> _ServingProcess:
+  """This process's serving process, started if there is none or it is gone."""
+  global _serving
+  if _serving is None or not _serving.usable():
+    if _serving is not None:
+      _serving.stop(grace_s=0)  # gone already (or a fork's copy, left alone): frees descriptors
+    _serving = _ServingProcess()
+  return _serving
+
+
+def prestart() -> int:
+  """Starts this process's serving process now (if not running) so its TF import overlaps work.
+
+  Returns:
+    Its pid.
+
+  Raises:
+    OSError: the Python interpreter could not be started.
+  """
+  with _serving_lock:
+    return _serving_process().proc.pid
+
+
+def shutdown() -> None:
+  """Stops this process's serving process, if any (also done at exit); the next one is new."""
+  global _serving
+  with _serving_lock:
+    if _serving is not None:
+      _serving.stop(grace_s=5)
+      _serving = None
+
+
+atexit.register(shutdown)
+
+
+def _serve(request_path: str) -> Dict[str, Any]:
+  with _serving_lock:
+    try:
+      process = _serving_process()
+    except OSError as e:
+      return {"error": f"cannot start the serving process: {e}"}
+    return process.serve(request_path, _REQUEST_TIMEOUT_S)
+
+
+def _run_in_serving_process(export_dir: str, spec: fs.FeatureSpec, records: Sequence[bytes],
+                            work_dir: str) -> Dict[str, Any]:
+  """Runs every signature of the export in the serving process; returns its outputs and info."""
   stripped = warmup.strip_labels(records)
   records_path = os.path.join(work_dir, "requests.tfrecord")
   with tf.io.TFRecordWriter(records_path) as w:
@@ -190,17 +361,14 @@ def _run_child(export_dir: str, spec: fs.FeatureSpec, records: Sequence[bytes],
   request_path = os.path.join(work_dir, "request.json")
   with open(request_path, "w") as f:
     json.dump(request, f)
-  proc = subprocess.run([sys.executable, "-m", "estimator_app.serving.validation", request_path],
-                        env=_child_env(), capture_output=True, text=True,
-                        timeout=_CHILD_TIMEOUT_S, check=False)
-  if proc.returncode != 0:
-    tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
-    return {"error": f"loading or calling the SavedModel in a fresh process failed "
-                     f"(exit {proc.returncode}): {tail}"}
+  answer = _serve(request_path)
+  if "error" in answer:
+    return answer
   with open(request["info_out"]) as f:
     info = json.load(f)
   with np.load(request["arrays_out"]) as arrays:
     info["outputs"] = {k: arrays[k] for k in arrays.files}
+  info["served"] = answer.get("served")
   return info
 
 
@@ -348,7 +516,8 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
 
   Returns:
     The report: passed, the tolerance, the worst value, per-signature figures, warm-up replay
-    results, timings.
+    results, timings, and which serving process answered (validated_in_pid, and its
+    serving_process_requests so far).
 
   Raises:
     ValidationError: no records, or no tolerance for `precision` (see tolerance_for).
@@ -362,20 +531,24 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
       "tolerance": dataclasses.asdict(tol), "reference_preprocessing": list(preprocessing),
       "signatures": {},
   }
+  try:
+    prestart()  # the serving process starts while estimator.predict runs
+  except OSError:
+    pass  # the request below reports it
   with tempfile.TemporaryDirectory(prefix="serving-validation-") as work:
     ref = _reference_predictions(records, work, model_fn, spec, preprocessing, checkpoint_path,
                                  estimator)
     ref_done = time.time()
-    child = _run_child(export_dir, spec, records, work)
+    serving = _run_in_serving_process(export_dir, spec, records, work)
   report["seconds"] = {"estimator_predict": round(ref_done - start, 2),
-                       "fresh_process": round(time.time() - ref_done, 2)}
-  if "error" in child:
-    report.update(passed=False, error=child["error"])
+                       "serving_process": round(time.time() - ref_done, 2)}
+  if "error" in serving:
+    report.update(passed=False, error=serving["error"])
     return report
   problems = []
   worst = None
-  for name, sig in sorted(child["signatures"].items()):
-    outs = {k.split("/", 1)[1]: v for k, v in child["outputs"].items() if k.split("/", 1)[0] == name}
+  for name, sig in sorted(serving["signatures"].items()):
+    outs = {k.split("/", 1)[1]: v for k, v in serving["outputs"].items() if k.split("/", 1)[0] == name}
     if sig["method_name"] == CLASSIFY_METHOD:
       res = _compare_classify(outs, ref, spec, tol)
     else:
@@ -386,10 +559,11 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
     if "worst" in res and (worst is None or res["worst"]["tolerance_share"] > worst["tolerance_share"]):
       worst = dict(res["worst"], signature=name)
   report["worst"] = worst
-  report["warmup"] = child["warmup"]
-  report["validated_in_pid"] = child["pid"]
+  report["warmup"] = serving["warmup"]
+  report["validated_in_pid"] = serving["pid"]
+  report["serving_process_requests"] = serving["served"]  # its count, this request included
   problems += [f"warm-up request {w['signature']}: {w['error']}"
-               for w in child["warmup"] if w.get("error")]
+               for w in serving["warmup"] if w.get("error")]
   report["passed"] = not problems
   report["problems"] = problems
   return report
@@ -433,7 +607,7 @@ def report_path(export_dir: str) -> str:
   return os.path.normpath(export_dir) + ".validation.json"
 
 
-# --- The fresh process ------------------------------------------------------------------------
+# --- The serving process ----------------------------------------------------------------------
 
 
 def _tensor_info(info) -> Dict[str, Any]:
@@ -468,7 +642,8 @@ def replay_warmup(sess, meta_graph, log) -> Dict[str, Any]:
   return out
 
 
-def _child_main(request_path: str) -> None:
+def _answer(request_path: str) -> None:
+  """Runs one request (a JSON file naming the export and the inputs), writing its outputs."""
   with open(request_path) as f:
     req = json.load(f)
   records = list(tf.compat.v1.io.tf_record_iterator(req["records"]))
@@ -503,5 +678,36 @@ def _child_main(request_path: str) -> None:
     json.dump(info, f)
 
 
+def _serve_forever() -> None:
+  """The serving process: answers the request paths read from stdin until EOF."""
+  # A Ctrl-C in the terminal is for the parent; this process ends when the parent's pipe does.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  answers = os.fdopen(os.dup(1), "w")
+  os.dup2(2, 1)  # whatever else prints (TF, a model's code) goes to stderr, not into the answers
+  sys.stdout = sys.stderr
+  served = 0
+  for line in iter(sys.stdin.readline, ""):
+    path = line.rstrip("\n")
+    if not path:
+      continue
+    served += 1
+    answer = {"request": path, "pid": os.getpid(), "served": served, "ok": True}
+    try:
+      _answer(path)
+    except Exception:  # pylint: disable=broad-except; the parent reports it, the next request has its own graph
+      trace = traceback.format_exc()
+      sys.stderr.write(trace)
+      sys.stderr.flush()
+      answer.update(ok=False, error="\n".join(trace.strip().splitlines()[-_STDERR_TAIL_LINES:]))
+    try:
+      answers.write(json.dumps(answer) + "\n")
+      answers.flush()
+    except OSError:  # the parent is gone
+      return
+
+
 if __name__ == "__main__":
-  _child_main(sys.argv[1])
+  if sys.argv[1:] == [_SERVE_FLAG]:
+    _serve_forever()
+  else:
+    _answer(sys.argv[1])

@@ -1,15 +1,18 @@
 """Exports of real (tiny) trained models: signatures, versions, parity, kills and exporters."""
 
 import dataclasses
+import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -18,10 +21,12 @@ from absl.testing import parameterized
 
 from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.serving import export
+from estimator_app.serving import publish
 from estimator_app.serving import validation as serving_validation
 from estimator_app.serving import warmup
 from estimator_app.training import early_stopping
 from input_fns import errors
+from input_fns import gcs
 from input_fns import input_fn as input_fn_lib
 from model_fns import registry
 from tests.testing import serving as test_serving
@@ -192,20 +197,154 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     base = self._base()
     unscaled = export.ServingModel(self.model.model_def, self.model.hparams, self.m.spec, (),
                                    self.model.train_cfg)
-    with self.assertRaisesRegex(serving_validation.ValidationError,
-                                r"does not match estimator.predict.*probabilities"):
-      export.export_version(base, unscaled, self.ckpt, self.examples,
-                            export.ExportOptions(validate_examples=16), reference=self.model)
+    with mock.patch.object(serving_validation, "validate", wraps=serving_validation.validate) as validate:
+      for _ in range(2):  # a rejected export is never reused: the second is validated again
+        with self.assertRaisesRegex(serving_validation.ValidationError,
+                                    r"does not match estimator.predict.*probabilities"):
+          export.export_version(base, unscaled, self.ckpt, self.examples,
+                                export.ExportOptions(validate_examples=16), reference=self.model)
+    self.assertEqual(validate.call_count, 2)
     self.assertEqual(export.list_versions(base), [])
-    self.assertCountEqual(os.listdir(base), [".rejected-1", ".rejected-1.validation.json"])
+    self.assertCountEqual(os.listdir(base), [".rejected-1", ".rejected-1.validation.json",
+                                             ".rejected-2", ".rejected-2.validation.json"])
     with open(os.path.join(base, ".rejected-1.validation.json")) as f:
       report = json.load(f)
     self.assertFalse(report["passed"])
+    self.assertNotIn("validated_as", report)
     self.assertEqual(report["reference_preprocessing"], ["scale"])
     self.assertGreater(report["signatures"]["serving_default"]["max_abs_diff"]["probabilities"], 1e-3)
-    # The rejected number is used up; the next good export is version 2.
+    # The rejected numbers are used up; the next good export is version 3.
     self.assertEqual(export.export_version(base, self.model, self.ckpt, self.examples,
-                                           _NO_VALIDATION).version, 2)
+                                           _NO_VALIDATION).version, 3)
+
+  def _answers(self, export_dir):
+    """serving_default's probabilities for 5 eval examples, from the loaded SavedModel."""
+    raw = warmup.parse_features(self.m.spec, warmup.strip_labels(self.examples[:5]))
+    loaded = tf.saved_model.load(export_dir)
+    return loaded.signatures["serving_default"](image=tf.constant(raw["image"]))["probabilities"].numpy()
+
+  def test_latest_and_best_of_one_checkpoint_share_one_validated_saved_model(self):
+    root = self.create_tempdir().full_path
+    # A model name of this test's own: no other test's export of self.ckpt is equal to these.
+    options = export.ExportOptions(model_name="digits-shared", warmup_examples=2, validate_examples=8)
+    latest = export.LatestExporter(self.model, self.examples, options)
+    best = export.BestExporter(self.model, self.examples, options)
+    final = export.FinalExporter(self.model, self.examples, options)
+    metrics = {"accuracy": 0.5, "loss": 1.0}
+    with mock.patch.object(serving_validation, "validate", wraps=serving_validation.validate) as validate, \
+         self.assertLogs("absl", level="INFO") as logs:
+      first = latest.export(self.estimator, os.path.join(root, "latest"), self.ckpt, metrics, False)
+      second = best.export(self.estimator, os.path.join(root, "best"), self.ckpt, metrics, False)
+    self.assertEqual(validate.call_count, 1)  # the best export was copied, not validated again
+    self.assertEqual((first, second), (os.path.join(root, "latest", "1"), os.path.join(root, "best", "1")))
+    lines = [r.getMessage() for r in logs.records if r.getMessage().startswith("exported ")]
+    self.assertLen(lines, 2)
+    self.assertRegex(lines[0], rf"^exported latest v1 of digits-shared to {re.escape(first)} "
+                               r"\(validated, \d+\.\d s\)$")
+    self.assertRegex(lines[1], rf"^exported best v1 of digits-shared to {re.escape(second)} "
+                               r"\(same SavedModel as latest/1, \d+\.\d s\)$")
+
+    meta = {d: export.read_metadata(d) for d in (first, second)}
+    self.assertEqual((meta[first]["exporter"], meta[second]["exporter"]), ("latest", "best"))
+    self.assertNotIn("same_as", meta[first])
+    self.assertEqual(meta[second]["same_as"], first)
+    self.assertEqual(meta[second]["eval_metrics"], metrics)
+    self.assertEqual(meta[second]["checkpoint"], self.ckpt)
+    reports = {}
+    for d in (first, second):
+      with open(d + ".validation.json") as f:
+        reports[d] = json.load(f)
+    self.assertTrue(reports[first]["passed"])
+    self.assertNotIn("validated_as", reports[first])
+    self.assertEqual((reports[second]["export_dir"], reports[second]["version"]), (second, 1))
+    self.assertEqual(reports[second]["validated_as"], first)
+    self.assertTrue(reports[second]["passed"])
+    self.assertEqual(reports[second]["validated_in_pid"], reports[first]["validated_in_pid"])
+    self.assertEqual(reports[second]["serving_process_requests"],
+                     reports[first]["serving_process_requests"])
+    # Every file but the metadata is a hard link; the metadata is a file of its own.
+    for rel in ("saved_model.pb", os.path.join("assets.extra", warmup.FILENAME),
+                *[os.path.relpath(p, first) for p in glob.glob(os.path.join(first, "variables", "*"))]):
+      self.assertEqual(os.stat(os.path.join(first, rel)).st_ino,
+                       os.stat(os.path.join(second, rel)).st_ino, rel)
+    rel = os.path.join("assets.extra", export.METADATA_FILE)
+    self.assertNotEqual(os.stat(os.path.join(first, rel)).st_ino, os.stat(os.path.join(second, rel)).st_ino)
+    answers = self._answers(first)
+    self.assertAllEqual(self._answers(second), answers)
+
+    # The first version garbage-collected: the second still serves, and is the next one copied.
+    shutil.rmtree(first)
+    self.assertAllEqual(self._answers(second), answers)
+    with mock.patch.object(serving_validation, "validate", wraps=serving_validation.validate) as validate:
+      third = final.export(self.estimator, os.path.join(root, "final"), self.ckpt, metrics, True)
+      self.assertEqual(validate.call_count, 0)
+      self.assertEqual(export.read_metadata(third)["same_as"], second)
+      with open(third + ".validation.json") as f:
+        self.assertEqual(json.load(f)["validated_as"], first)
+      self.assertAllEqual(self._answers(third), answers)
+      # None left: the next export is built and validated again.
+      shutil.rmtree(second)
+      shutil.rmtree(third)
+      again = latest.export(self.estimator, os.path.join(root, "latest"), self.ckpt, metrics, False)
+      self.assertEqual(validate.call_count, 1)
+    self.assertEqual(again, os.path.join(root, "latest", "2"))
+    self.assertNotIn("same_as", export.read_metadata(again))
+    self.assertAllEqual(self._answers(again), answers)
+
+  def test_gcs_and_local_exports_of_one_checkpoint_share_one_validation(self):
+    options = export.ExportOptions(model_name="digits-gcs", warmup_examples=2, validate_examples=8)
+    with test_serving.GcsEmulator() as emulator, \
+         mock.patch.dict(os.environ, {gcs.EMULATOR_ENV: emulator.url}), \
+         mock.patch.object(serving_validation, "validate", wraps=serving_validation.validate) as validate:
+      gcs.make_client().create_bucket("shared")
+      # Built and validated locally, published, and its local build kept for the next ones.
+      first = export.export_version("gs://shared/models/latest", self.model, self.ckpt,
+                                    self.examples, options, exporter="latest")
+      local = export.export_version(self._base(), self.model, self.ckpt, self.examples, options,
+                                    exporter="best")
+      remote = export.export_version("gs://shared/models/final", self.model, self.ckpt,
+                                     self.examples, options, exporter="final")
+      self.assertEqual(validate.call_count, 1)
+      self.assertEqual(first.export_dir, "gs://shared/models/latest/1")
+      self.assertNotIn("validated_as", first.validation)
+      # Each copies the newest copy still there; all were validated as the first.
+      for copied, source in ((local, first), (remote, local)):
+        self.assertEqual(copied.validation["validated_as"], first.export_dir)
+        self.assertEqual(export.read_metadata(copied.export_dir)["same_as"], source.export_dir)
+      self.assertEqual(remote.export_dir, "gs://shared/models/final/1")
+      self.assertEqual(export.read_metadata(remote.export_dir)["exporter"], "final")
+      self.assertEqual(json.loads(publish.read_text("gs://shared/models/final", "1.validation.json",
+                                                    gcs.make_client()))["export_dir"], remote.export_dir)
+      self.assertEqual(export.list_versions("gs://shared/models/final"), [1])
+      published = sorted(b.name[len("models/final/1/"):] for b in
+                         gcs.make_client().list_blobs("shared", prefix="models/final/1/"))
+    self.assertEqual(published, sorted(os.path.relpath(os.path.join(d, f), local.export_dir)
+                                       for d, _, names in os.walk(local.export_dir) for f in names))
+    self.assertEqual(export.read_metadata(local.export_dir)["exporter"], "best")
+    built = export.export_version(self._base(), self.model, self.ckpt, self.examples, _NO_VALIDATION)
+    self.assertAllEqual(self._answers(local.export_dir), self._answers(built.export_dir))
+
+  def test_another_checkpoint_is_validated_again(self):
+    options = export.ExportOptions(model_name="digits-other", warmup_examples=2, validate_examples=8)
+    # The same weights under another path, then that checkpoint rewritten (a new .index mtime).
+    other = os.path.join(self.create_tempdir().full_path, os.path.basename(self.ckpt))
+    for path in glob.glob(self.ckpt + ".*"):
+      shutil.copy2(path, other + path[len(self.ckpt):])
+    with mock.patch.object(serving_validation, "validate", wraps=serving_validation.validate) as validate:
+      results = [export.export_version(self._base(), self.model, self.ckpt, self.examples, options),
+                 export.export_version(self._base(), self.model, other, self.examples, options)]
+      self.assertEqual(validate.call_count, 2)
+      stat = os.stat(other + ".index")
+      os.utime(other + ".index", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+      results.append(export.export_version(self._base(), self.model, other, self.examples, options))
+      self.assertEqual(validate.call_count, 3)
+      # Unchanged since: copied.
+      results.append(export.export_version(self._base(), self.model, other, self.examples, options))
+      self.assertEqual(validate.call_count, 3)
+    self.assertEqual([r.validation.get("validated_as") for r in results],
+                     [None, None, None, results[2].export_dir])
+    for r in results:
+      self.assertTrue(r.validation["passed"])
 
   def test_a_bad_tolerance_is_refused_before_anything_is_written(self):
     base = self._base()

@@ -1,10 +1,17 @@
-"""Parity validation in a fresh process: passes on a faithful export, fails loudly otherwise."""
+"""Parity validation in the serving process: passes on a faithful export, fails loudly otherwise."""
 
 import dataclasses
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import textwrap
+import time
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +23,32 @@ from estimator_app.serving import validation as serving_validation
 from tests.testing import serving as test_serving
 
 _SIGNATURES = ["serving_default", "classification", "predict_examples"]
+
+# Stand-ins for the serving process, each failing its first request in its own way.
+_FAKE_SERVERS = {
+    "garbage": "import sys; sys.stdin.readline(); sys.stderr.write('fake server complains\\n'); "
+               "sys.stderr.flush(); print('not json', flush=True); sys.stdin.readline()",
+    "hang": "import sys, time; sys.stdin.readline(); sys.stderr.write('fake server complains\\n'); "
+            "sys.stderr.flush(); time.sleep(120)",
+    "exit": "import sys; sys.stdin.readline(); sys.stderr.write('fake server complains\\n'); "
+            "sys.exit(3)",
+}
+
+
+def _gone(pid: int) -> bool:
+  """Whether `pid` has exited (a zombie nobody reaped counts as exited)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+  except FileNotFoundError:
+    return True
+
+
+def _wait_gone(pid: int, timeout_s: float = 120) -> bool:
+  deadline = time.time() + timeout_s
+  while not _gone(pid) and time.time() < deadline:
+    time.sleep(0.05)
+  return _gone(pid)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +92,11 @@ class ServingValidationTest(parameterized.TestCase, tf.test.TestCase):
     args.update(kwargs)
     return serving_validation.validate(export_dir, **args)
 
-  def test_faithful_export_passes_in_a_fresh_process(self):
+  def test_faithful_export_passes_in_the_serving_process(self):
     report = self._validate(self.trained["float32"].good)
     self.assertTrue(report["passed"], report.get("problems") or report.get("error"))
     self.assertNotEqual(report["validated_in_pid"], os.getpid())
+    self.assertCountEqual(report["seconds"], ["estimator_predict", "serving_process"])
     self.assertCountEqual(report["signatures"], _SIGNATURES)
     self.assertEqual(report["signatures"]["classification"]["method_name"],
                      serving_validation.CLASSIFY_METHOD)
@@ -135,14 +169,80 @@ class ServingValidationTest(parameterized.TestCase, tf.test.TestCase):
     report = self._validate(self.trained["float32"].good, preprocessing=(), records=self.examples[:8])
     self.assertFalse(report["passed"])
 
-  def test_unloadable_export_fails_with_the_child_error(self):
+  def test_unloadable_export_fails_with_the_serving_process_error_and_it_serves_on(self):
     broken = os.path.join(self.create_tempdir().full_path, "1")
     shutil.copytree(self.trained["float32"].good, broken)
     shutil.rmtree(os.path.join(broken, "variables"))
     report = self._validate(broken, records=self.examples[:2])
     self.assertFalse(report["passed"])
-    self.assertIn("fresh process failed", report["error"])
-    self.assertIn("fresh process failed", serving_validation.summary(report, None))
+    self.assertRegex(report["error"], r"^loading or calling the SavedModel in the serving process "
+                                      r"\(pid \d+\) failed: .*\n.*variables")
+    self.assertIn("serving process (pid", serving_validation.summary(report, None))
+    # The failure was that request's alone: the same process answers the next one.
+    after = self._validate(self.trained["float32"].good, records=self.examples[:2])
+    self.assertTrue(after["passed"], after.get("error"))
+    self.assertEqual(after["validated_in_pid"], int(re.search(r"pid (\d+)", report["error"])[1]))
+
+  def test_validations_in_a_row_share_one_serving_process(self):
+    first = self._validate(self.trained["float32"].good, records=self.examples[:4])
+    second = self._validate(self.trained["float32"].good, records=self.examples[:4])
+    self.assertTrue(first["passed"] and second["passed"])
+    self.assertEqual(first["validated_in_pid"], second["validated_in_pid"])
+    self.assertNotEqual(first["validated_in_pid"], os.getpid())
+    self.assertEqual(second["serving_process_requests"], first["serving_process_requests"] + 1)
+    self.assertEqual(serving_validation.prestart(), first["validated_in_pid"])
+
+  def test_a_killed_serving_process_is_replaced_by_the_next_validation(self):
+    first = self._validate(self.trained["float32"].good, records=self.examples[:4])
+    os.kill(first["validated_in_pid"], signal.SIGKILL)
+    self.assertTrue(_wait_gone(first["validated_in_pid"]))
+    second = self._validate(self.trained["float32"].good, records=self.examples[:4])
+    self.assertTrue(second["passed"], second.get("error"))
+    self.assertNotIn(second["validated_in_pid"], (first["validated_in_pid"], os.getpid()))
+    self.assertEqual(second["serving_process_requests"], 1)
+
+  @parameterized.named_parameters(
+      ("garbage", "garbage", r"answered garbage \(b'not json\\n'\)"),
+      ("hang", "hang", r"did not answer within 2 s"),
+      ("exit", "exit", r"exited \(status 3\) before answering"))
+  def test_a_broken_serving_process_fails_that_validation_and_the_next_gets_a_new_one(
+      self, fake, error):
+    serving_validation.shutdown()
+    with mock.patch.object(serving_validation, "_serving_command",
+                           return_value=[sys.executable, "-c", _FAKE_SERVERS[fake]]), \
+         mock.patch.object(serving_validation, "_REQUEST_TIMEOUT_S", 2):
+      fake_pid = serving_validation.prestart()
+      report = self._validate(self.trained["float32"].good, records=self.examples[:2])
+    self.assertFalse(report["passed"])
+    self.assertRegex(report["error"], rf"^the serving process \(pid {fake_pid}\) {error}: "
+                                      r"fake server complains$")
+    self.assertTrue(_wait_gone(fake_pid, timeout_s=10))  # stopped, not left hanging
+    after = self._validate(self.trained["float32"].good, records=self.examples[:2])
+    self.assertTrue(after["passed"], after.get("error"))
+    self.assertNotEqual(after["validated_in_pid"], fake_pid)
+
+  def test_serving_process_exits_when_its_parent_dies(self):
+    code = textwrap.dedent("""
+        import os
+        from estimator_app.serving import validation
+        print(validation.prestart(), flush=True)
+        os._exit(0)  # no atexit: as if killed
+        """)
+    proc = subprocess.run([sys.executable, "-c", code], env=test_serving.child_env(),
+                          capture_output=True, text=True, timeout=300, check=True)
+    pid = int(proc.stdout.split()[-1])
+    self.assertTrue(_wait_gone(pid), f"serving process {pid} outlived its parent")
+
+  def test_one_request_runs_in_a_process_of_its_own_too(self):
+    def run_alone(request_path):
+      subprocess.run([sys.executable, "-m", "estimator_app.serving.validation", request_path],
+                     env=test_serving.child_env(), check=True, timeout=300, capture_output=True)
+      return {"served": None}
+
+    with mock.patch.object(serving_validation, "_serve", run_alone):
+      report = self._validate(self.trained["float32"].good, records=self.examples[:4])
+    self.assertTrue(report["passed"], report.get("problems"))
+    self.assertNotEqual(report["validated_in_pid"], os.getpid())
 
   def test_needs_records(self):
     with self.assertRaisesRegex(serving_validation.ValidationError, "at least one eval example"):
