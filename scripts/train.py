@@ -40,9 +40,9 @@ def time_breakdown(seconds) -> str:
   parts = []
   for key, label in ((hooks.TRAIN, "train"), (hooks.EVALS, "evals"), (hooks.EXPORTS, "exports"),
                      (hooks.SETUP, "set-up")):
-    if seconds.get(key, 0) >= 0.5:
-      share = f" ({100 * seconds[key] / total:.0f}%)" if key == hooks.TRAIN else ""
-      parts.append(f"{label} {hooks.format_duration(seconds[key])}{share}")
+    if key == hooks.TRAIN or seconds.get(key, 0) >= 0.5:
+      share = f" ({100 * seconds.get(key, 0) / total:.0f}%)" if key == hooks.TRAIN else ""
+      parts.append(f"{label} {hooks.format_duration(seconds.get(key, 0))}{share}")
   return f" in {hooks.format_duration(total)}: " + ", ".join(parts)
 
 

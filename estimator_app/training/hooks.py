@@ -191,7 +191,7 @@ def format_eval(kind: str, step: int, total: Optional[int], examples: Optional[i
     parts.append(f"accuracy {metrics['accuracy']:.4f}")
   loss = metrics.get("average_loss", metrics.get("loss"))
   if loss is not None:
-    parts.append(f"loss {loss:.4g}")
+    parts.append(f"loss {loss:.4f}")
   if new_best:
     parts.append("new best")
   return " ".join(parts)
@@ -419,6 +419,19 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
     return ", ".join(parts)
 
   def end(self, session):
+    # The last step gets its line even off the cadence: a run ends on a line saying 100%.
+    step = int(session.run(self._global_step))
+    if self._last_logged is not None and step > self._last_logged[0]:
+      now, wall = self._clock.seconds(), self._clock.elapsed()
+      steps, elapsed = step - self._last_logged[0], now - self._last_logged[1]
+      record = {"step": step}
+      if elapsed > 0:
+        record["step_time_ms"] = 1000.0 * elapsed / steps
+        if self._batch_size:
+          record["examples_per_sec"] = self._batch_size * steps / elapsed
+      self._last_logged = (step, now, wall)
+      self.last_record = record
+      self._log_fn(self._line(record, wall))
     if self._writer is not None:
       self._writer.flush()
 

@@ -1,0 +1,140 @@
+"""scripts/cli.py: what a user sees from every script: one quiet log stream, help that helps."""
+
+import ast
+import collections
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from estimator_app import estimator as estimator_lib
+from scripts import cli
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_OUR_PACKAGES = ("estimator_app", "input_fns", "model_fns", "scripts")
+
+
+def _env(**extra):
+  """A script's environment as a user has it: no TF_CPP_MIN_LOG_LEVEL of ours."""
+  env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CONFIG")}
+  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  env.update(extra)
+  return env
+
+
+def _train(*args, timeout=300):
+  return subprocess.run([sys.executable, os.path.join(_REPO, "scripts", "train.py"), *args],
+                        env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+class VerbosityTest(tf.test.TestCase):
+
+  def test_verbose_is_read_from_the_command_line_before_flags_are_parsed(self):
+    for argv, verbose in ((["-v", "1"], True), (["--verbosity=2"], True), (["--v=1"], True),
+                          (["-v=0"], False), ([], False), (["--verbosity", "x"], False),
+                          (["--model=dnn", "-v"], False)):
+      self.assertEqual(cli.verbose_requested(argv), verbose, argv)
+
+
+class ImportOrderTest(tf.test.TestCase):
+
+  def test_every_script_imports_cli_before_anything_that_imports_tensorflow(self):
+    checked = 0
+    for path in sorted(glob.glob(os.path.join(_REPO, "scripts", "*.py"))):
+      if os.path.basename(path) in ("cli.py", "gpu_check.py") or path.endswith("_flags.py"):
+        continue  # gpu_check answers "no GPU" without TensorFlow, on purpose
+      tree = ast.parse(open(path).read())
+      first = None
+      for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in _OUR_PACKAGES:
+          first = (node.module, [a.name for a in node.names])
+          break
+        if isinstance(node, ast.Import) and any(
+            a.name.split(".")[0] in _OUR_PACKAGES + ("tensorflow", "numpy") for a in node.names):
+          first = ([a.name for a in node.names], None)
+          break
+      self.assertEqual(first, ("scripts", ["cli"]), f"{path}: first project import is {first}")
+      checked += 1
+    self.assertGreaterEqual(checked, 9)
+
+
+class HelpTest(tf.test.TestCase):
+
+  def test_help_lists_the_flags_most_runs_need_and_exits_0(self):
+    proc = _train("--help")
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    out = proc.stdout
+    self.assertIn("./bazelw run //scripts:train", out)  # the docstring's examples
+    self.assertIn("Flags most runs need:", out)
+    flags_listed = re.findall(r"^  --(\w+)", out, re.M)
+    self.assertEqual(flags_listed[:4], ["model", "data_dir", "model_dir", "train_steps"])
+    self.assertBetween(len(flags_listed), 8, 16)
+    self.assertIn("--helpfull", out)
+    self.assertNotIn("test_tmpdir", out)
+
+  def test_helpfull_groups_every_flag_by_section_with_each_models_hparams(self):
+    proc = _train("--helpfull")
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    out = proc.stdout
+    groups = re.findall(r"^(\w[\w-]*) flags:$", out, re.M)
+    self.assertEqual(groups, ["model", "data", "run", "optimization", "distribution", "train",
+                              "logging"])
+    for absl_or_tf_flag in ("test_tmpdir", "test_srcdir", "tpu", "xml_output_file", "pdb"):
+      self.assertNotRegex(out, rf"--{absl_or_tf_flag}\b")
+    # Each group holds its own section's flags ("[data] " is not repeated in the text).
+    data = out.split("data flags:")[1].split("run flags:")[0]
+    self.assertIn("--batch_size=64", data)
+    self.assertNotIn("[data]", data)
+    self.assertIn("  --fresh=false", out.split("train flags:")[1])
+    models = out.split("models (--model) and their hparams")[1]
+    self.assertRegex(models, r"lenet5: .*\n(      \w+=.*\n)+")
+    self.assertIn("dropout=0.3", models.split("lenet5:")[1].split("\n  linear:")[0])
+
+
+class LogStreamTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tf.compat.v1.test.get_temp_dir()
+    cls.data_dir = os.path.join(cls.root, "digits")
+    estimator_lib.load_dataset(cls.data_dir, create_default=True)
+
+  def _run(self, *extra):
+    model_dir = os.path.join(self.create_tempdir().full_path, "run")
+    proc = _train(f"--data_dir={self.data_dir}", f"--model_dir={model_dir}", "--model=linear",
+                  "--train_steps=40", "--export=false", *extra)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    return proc
+
+  def test_one_line_per_event_and_no_tensorflow_noise(self):
+    proc = self._run()
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    text = "\n".join(lines)
+    self.assertNotIn("INFO:tensorflow", text)
+    self.assertNotRegex(text, r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] ")  # TF's C++ log
+    self.assertNotRegex(text, r"(?i)cuda|cudnn|tensorrt")
+    self.assertNotIn("Calling model_fn", text)
+    counts = collections.Counter(re.sub(r"^\d\d:\d\d:\d\d ", "", l) for l in lines)
+    self.assertEqual([l for l, n in counts.items() if n > 1], [])  # nothing printed twice
+    self.assertRegex(text, r"(?m)^\d\d:\d\d:\d\d step 40/40 \(100%\) 0:\d\d elapsed, ")
+    self.assertRegex(text, r"(?m)^\d\d:\d\d:\d\d eval 40/40 full \(359 ex\): accuracy 0\.\d{4} "
+                           r"loss [\d.]+( new best)?$")
+    self.assertEqual(len(re.findall(r"(?m)^\d\d:\d\d:\d\d model linear: ", text)), 2)  # once
+    self.assertLess(len(lines), 40, text)
+    self.assertRegex(proc.stdout, r"to step 40 in 0:\d\d: train 0:\d\d \(\d+%\)")
+
+  def test_verbose_brings_tensorflow_logs_back_once(self):
+    proc = self._run("-v", "1")
+    text = proc.stderr
+    self.assertIn("Calling model_fn", text)
+    self.assertNotIn("INFO:tensorflow:", text)  # through absl's handler, not a second one
+    calls = [l for l in text.splitlines() if l.endswith("Calling model_fn.")]
+    self.assertEqual(len(calls), len(set(calls)))
+
+
+if __name__ == "__main__":
+  tf.test.main()
