@@ -364,18 +364,21 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
     self._step += self._steps_per_run
     if not self._due():
       return
-    step = self._step = int(run_context.session.run(self._global_step))
-    r = run_values.results
+    self._step = int(run_context.session.run(self._global_step))
+    self._log(self._step, run_values.results)
+
+  def _log(self, step: int, results: Mapping[str, float]) -> None:
+    """One progress line (and its summaries) for `step`, with the fetched loss and lr."""
     now, wall = self._clock.seconds(), self._clock.elapsed()
     elapsed = steps = None
     if self._last_logged is not None:
       steps, elapsed = step - self._last_logged[0], now - self._last_logged[1]
     self._last_logged = (step, now, wall)
     record = {"step": step}
-    if "loss" in r:
-      record["loss"] = float(r["loss"])
-    if "lr" in r:
-      record["learning_rate"] = float(r["lr"])
+    if "loss" in results:
+      record["loss"] = float(results["loss"])
+    if "lr" in results:
+      record["learning_rate"] = float(results["lr"])
     if elapsed and steps:
       record["step_time_ms"] = 1000.0 * elapsed / steps
       if self._batch_size:
@@ -422,16 +425,7 @@ class StepLoggingHook(tf.estimator.SessionRunHook):
     # The last step gets its line even off the cadence: a run ends on a line saying 100%.
     step = int(session.run(self._global_step))
     if self._last_logged is not None and step > self._last_logged[0]:
-      now, wall = self._clock.seconds(), self._clock.elapsed()
-      steps, elapsed = step - self._last_logged[0], now - self._last_logged[1]
-      record = {"step": step}
-      if elapsed > 0:
-        record["step_time_ms"] = 1000.0 * elapsed / steps
-        if self._batch_size:
-          record["examples_per_sec"] = self._batch_size * steps / elapsed
-      self._last_logged = (step, now, wall)
-      self.last_record = record
-      self._log_fn(self._line(record, wall))
+      self._log(step, {})
     if self._writer is not None:
       self._writer.flush()
 
