@@ -6,14 +6,18 @@ actually set < `--hparams=key=value,...`. A config file has the same sections as
 
     {"model": "lenet5",
      "hparams": {"filters": [16, 32]},           # the model's HParams fields
-     "optimization": {"optimizer": "momentum"},  # model_fns.model_fn.TrainConfig fields
+     "optimization": {"optimizer": "momentum"},  # model_fns.train_config.TrainConfig fields
      "data": {"batch_size": 128},                # DataConfig fields
      "run": {"train_steps": 5000},               # RunSettings fields
-     "distribution": {"strategy": "mirrored"}}   # distribution.DistributionConfig fields
+     "distribution": {"strategy": "mirrored"}}   # distribution_config.DistributionConfig fields
 
 `--hparams` keys name model hyperparameters first, then optimization fields (so
 `--hparams=learning_rate=0.1` works). Every unknown key or mistyped value is an error that names
 the file or flag, the section and the key.
+
+Importing this module does not import TensorFlow (nor the models), so a script can define its
+flags from these dataclasses and answer `--help` or a bad flag at once; the few functions that
+read or write files (through tf.io.gfile, for gs:// paths) import it when called.
 """
 
 import dataclasses
@@ -23,16 +27,12 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import tensorflow as tf
-
-from estimator_app.checkpoints import warm_start as warm_start_lib
-from estimator_app.training import distribution as distribution_lib
 from estimator_app.paths import resolve_path  # pylint: disable=unused-import (re-exported)
+from estimator_app.training import distribution_config
 from input_fns import errors
-from input_fns import files as files_lib
 from model_fns import hparams as hparams_lib
-from model_fns import model_fn as model_fn_lib
 from model_fns import registry
+from model_fns import train_config as train_config_lib
 
 CONFIG_FILENAME = "config.json"
 
@@ -189,13 +189,16 @@ class RunSettings:
     except re.error as e:
       raise ConfigError(f"--warm_start_vars={self.warm_start_vars!r} is not a regular "
                         f"expression: {e}") from None
-    warm_start_lib.parse_name_map(self.warm_start_map)
+    if self.warm_start_map:
+      # Imported here: warm_start imports TensorFlow, which the default (empty) map never needs.
+      from estimator_app.checkpoints import warm_start  # pylint: disable=g-import-not-at-top
+      warm_start.parse_name_map(self.warm_start_map)
 
 
 # The main job's recipe. On digits, lenet5 (dropout 0.3) with it reached 0.983-0.989 eval
 # accuracy over seeds 1, 2, 42 in 2000 steps; without label smoothing 0.975-0.981. The cosine
 # schedule ends at decay_steps, which by default (0) is train_steps, whatever that is.
-DEFAULT_OPTIMIZATION = model_fn_lib.TrainConfig(
+DEFAULT_OPTIMIZATION = train_config_lib.TrainConfig(
     optimizer="adam", learning_rate=3e-3, lr_schedule="cosine", label_smoothing=0.1)
 
 
@@ -231,7 +234,7 @@ def _multiple(value: int, k: int) -> int:
   return max(k, value // k * k)
 
 
-def resolve_cadence(run: RunSettings, optimization: model_fn_lib.TrainConfig) -> Cadence:
+def resolve_cadence(run: RunSettings, optimization: train_config_lib.TrainConfig) -> Cadence:
   """Every automatic step count of `run` and `optimization`, resolved (see RunSettings)."""
   steps, k = run.train_steps, optimization.steps_per_run
   checkpoint = run.save_checkpoints_steps or _multiple(min(
@@ -259,14 +262,15 @@ class ExperimentConfig:
     optimization: loss/optimizer/schedule settings shared by all models.
     data: DataConfig.
     run: RunSettings.
-    distribution: strategy, devices, learning-rate scaling, XLA (estimator_app/training/distribution.py).
+    distribution: strategy, devices, learning-rate scaling, XLA
+      (estimator_app/training/distribution_config.py).
   """
   model: str = registry.DEFAULT_MODEL
   hparams: Any = None
-  optimization: model_fn_lib.TrainConfig = DEFAULT_OPTIMIZATION
+  optimization: train_config_lib.TrainConfig = DEFAULT_OPTIMIZATION
   data: DataConfig = DataConfig()
   run: RunSettings = RunSettings()
-  distribution: distribution_lib.DistributionConfig = distribution_lib.DistributionConfig()
+  distribution: distribution_config.DistributionConfig = distribution_config.DistributionConfig()
 
   def __post_init__(self):
     if self.hparams is None:
@@ -284,7 +288,7 @@ class ExperimentConfig:
     return resolve_cadence(self.run, self.optimization)
 
   @property
-  def train_config(self) -> model_fn_lib.TrainConfig:
+  def train_config(self) -> train_config_lib.TrainConfig:
     """`optimization` with its automatic decay_steps resolved: what the model_fn trains with."""
     return dataclasses.replace(self.optimization, decay_steps=self.cadence.decay_steps)
 
@@ -322,7 +326,7 @@ def _check_steps_per_run(k: int, run: RunSettings) -> None:
         f"the largest steps_per_run that fits every cadence is {fits}")
 
 
-def _check_cadence(c: Cadence, opt: model_fn_lib.TrainConfig, run: RunSettings) -> None:
+def _check_cadence(c: Cadence, opt: train_config_lib.TrainConfig, run: RunSettings) -> None:
   """Refuses step counts that would silently waste the run.
 
   Raises:
@@ -494,18 +498,26 @@ def from_dict(d: Mapping[str, Any], where: str,
   return from_layers([(d, where)], base=base)
 
 
+def _gfile():
+  """tf.io.gfile (local and gs:// paths), imported when first needed: importing this module
+  must not import TensorFlow, so that --help and flag errors answer at once."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile
+
+
 def read_file(path: str) -> Tuple[Mapping[str, Any], str]:
   """A JSON config file as a (dict, where) layer for `from_layers`.
 
   Raises:
     ConfigError: the file is missing, a directory, not UTF-8 or not JSON.
   """
-  if not tf.io.gfile.exists(path):
+  gfile = _gfile()
+  if not gfile.exists(path):
     raise ConfigError(f"config file {path} does not exist")
-  if tf.io.gfile.isdir(path):
+  if gfile.isdir(path):
     raise ConfigError(f"config file {path} is a directory, expected a JSON file")
   try:
-    with tf.io.gfile.GFile(path) as f:
+    with gfile.GFile(path) as f:
       d = json.load(f)
   except json.JSONDecodeError as e:
     raise ConfigError(f"config file {path} is not valid JSON: {e.msg} at line {e.lineno}, "
@@ -569,7 +581,7 @@ def saved_path(model_dir: str) -> str:
 def load_saved(model_dir: str) -> Optional[ExperimentConfig]:
   """The config a previous run saved in `model_dir`, or None if it has none."""
   path = saved_path(model_dir)
-  if not tf.io.gfile.exists(path):
+  if not _gfile().exists(path):
     return None
   return load_file(path)
 
@@ -600,7 +612,9 @@ def check_resumable(saved: ExperimentConfig, cfg: ExperimentConfig) -> None:
 
 def save(cfg: ExperimentConfig) -> str:
   """Writes the resolved config to model_dir/config.json atomically; returns its path."""
+  # Imported here: files imports TensorFlow, which --help and flag parsing never need.
+  from input_fns import files as files_lib  # pylint: disable=g-import-not-at-top
   path = saved_path(cfg.run.model_dir)
-  tf.io.gfile.makedirs(cfg.run.model_dir)
+  _gfile().makedirs(cfg.run.model_dir)
   files_lib.write_atomically(path, cfg.to_json() + "\n")
   return path

@@ -19,15 +19,17 @@ import numpy as np
 import tensorflow as tf
 
 from input_fns import errors
+from input_fns import input_kinds
 
 LABEL_KEY = "label"
 
-# Kinds of primary input; models use them to decide how to read the input.
-IMAGE = "image"  # [H, W, C] pixels
-TOKENS = "tokens"  # [T] token ids, 0 is padding
-VECTOR = "vector"  # [D] numeric features
+# Kinds of primary input (input_fns/input_kinds.py); models use them to decide how to read the
+# input.
+IMAGE = input_kinds.IMAGE
+TOKENS = input_kinds.TOKENS
+VECTOR = input_kinds.VECTOR
 
-_KINDS = (IMAGE, TOKENS, VECTOR)
+_KINDS = input_kinds.KINDS
 _ENCODINGS = ("raw", "int64_list", "float_list")
 _DTYPES = {"uint8": tf.uint8, "float32": tf.float32, "int64": tf.int64}
 

@@ -14,8 +14,11 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-OPTIMIZERS = ("adagrad", "adam", "adamw", "momentum", "rmsprop", "sgd")
-SCHEDULES = ("constant", "cosine", "exponential", "piecewise")
+from model_fns import train_config as train_config_lib
+
+# The names TrainConfig accepts, defined beside it so flags can list them without TensorFlow.
+OPTIMIZERS = train_config_lib.OPTIMIZERS
+SCHEDULES = train_config_lib.SCHEDULES
 
 # Adagrad's starting accumulator value (tf.compat.v1 default); fixed, it rarely matters.
 _ADAGRAD_INITIAL_ACCUMULATOR = 0.1

@@ -1,4 +1,4 @@
-"""The models `--model=NAME` can pick. Adding a model: one file in model_fns/ plus one line here.
+"""The models `--model=NAME` can pick. Adding a model: a file in model_fns/ plus a _MODULES line.
 
 Every model honours one contract:
 
@@ -16,15 +16,24 @@ documented defaults; model_fns/hparams.py applies user overrides to it.
 """
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Dict, Tuple
 
 from input_fns import errors
-from input_fns import feature_spec as fs
-from model_fns import dnn
-from model_fns import lenet5
-from model_fns import linear
-from model_fns import resnet
-from model_fns import rnn
+from input_fns import input_kinds
+
+# Name -> the module that defines the model (NAME, HParams, build_logits, INPUT_KINDS). A
+# module is imported on the first get() of its name: names() (the --model flag's help and
+# checks) needs no model, and so no TensorFlow.
+_MODULES = {
+    "dnn": "model_fns.dnn",
+    "lenet5": "model_fns.lenet5",
+    "linear": "model_fns.linear",
+    "resnet": "model_fns.resnet",
+    "rnn": "model_fns.rnn",
+}
+
+DEFAULT_MODEL = "lenet5"
 
 
 class UnknownModelError(errors.UserInputError):
@@ -44,38 +53,30 @@ class ModelDef:
   name: str
   hparams_cls: Any
   build_logits: Callable
-  input_kinds: Tuple[str, ...] = (fs.IMAGE, fs.VECTOR, fs.TOKENS)
+  input_kinds: Tuple[str, ...] = input_kinds.KINDS
 
-  def supports(self, spec: fs.FeatureSpec) -> bool:
+  def supports(self, spec) -> bool:
+    """Whether the model reads `spec`'s input (a feature_spec.FeatureSpec)."""
     return spec.kind in self.input_kinds
 
 
-def _entry(module) -> ModelDef:
-  return ModelDef(module.NAME, module.HParams, module.build_logits, module.INPUT_KINDS)
-
-
-_MODELS: Dict[str, ModelDef] = {d.name: d for d in (
-    _entry(linear),
-    _entry(dnn),
-    _entry(lenet5),
-    _entry(resnet),
-    _entry(rnn),
-)}
-
-DEFAULT_MODEL = "lenet5"
+_LOADED: Dict[str, ModelDef] = {}
 
 
 def names():
   """The registered model names, sorted."""
-  return sorted(_MODELS)
+  return sorted(_MODULES)
 
 
 def get(name: str) -> ModelDef:
-  """Returns the model registered as `name`.
+  """Returns the model registered as `name`, importing its module the first time.
 
   Raises:
     UnknownModelError: unknown name; the message lists the known ones.
   """
-  if name not in _MODELS:
+  if name not in _MODULES:
     raise UnknownModelError(f"unknown model {name!r} (--model); known models: {', '.join(names())}")
-  return _MODELS[name]
+  if name not in _LOADED:
+    module = importlib.import_module(_MODULES[name])
+    _LOADED[name] = ModelDef(module.NAME, module.HParams, module.build_logits, module.INPUT_KINDS)
+  return _LOADED[name]

@@ -105,6 +105,9 @@ def run(main: Callable, key_flags: Sequence[str] = (),
     sys.exit(0)
 
   def wrapped(argv):
+    # Here, once absl has parsed the flags: quieting TensorFlow's deprecation warnings imports
+    # TensorFlow, and a bad flag (absl's error, exit 1) must not wait seconds for that.
+    configure_logging(_VERBOSE)
     try:
       return main(argv)
     except errors.UserInputError as e:
@@ -118,7 +121,6 @@ def run(main: Callable, key_flags: Sequence[str] = (),
       sys.exit(EXIT_USER_ERROR)
 
   logging.set_verbosity(logging.INFO)
-  configure_logging(_VERBOSE)
   app.run(wrapped)
 
 

@@ -4,6 +4,9 @@ Every field of DataConfig, RunSettings and the optimization TrainConfig is a fla
 name, typed by the field and documented by the dataclass's docstring, so `--helpfull`, config
 files and the saved config.json always agree. Only flags the user actually set override the
 config file (precedence: defaults < --config < flags < --hparams).
+
+Importing this module imports neither TensorFlow nor a model, so `--help` and a bad flag are
+answered at once; `config_from_flags` (in main) and `models_help` (--helpfull) import them.
 """
 
 import dataclasses
@@ -19,14 +22,12 @@ from estimator_app import paths
 from model_fns import hparams as hparams_lib
 from model_fns import registry
 
-# The defaults the flags show are the main job's: the sections of a default ExperimentConfig.
-_DEFAULTS = config_lib.ExperimentConfig()
-_SECTIONS = {
-    "data": _DEFAULTS.data,
-    "run": _DEFAULTS.run,
-    "optimization": _DEFAULTS.optimization,
-    "distribution": _DEFAULTS.distribution,
-}
+# The defaults the flags show are the main job's: ExperimentConfig's section defaults, read
+# from its fields (building an ExperimentConfig would build the default model's hparams, and so
+# import the model and TensorFlow).
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(config_lib.ExperimentConfig)}
+_SECTIONS = {section: _FIELD_DEFAULTS[section]
+             for section in ("data", "run", "optimization", "distribution")}
 
 
 def _attribute_docs(cls) -> Dict[str, str]:
@@ -107,7 +108,11 @@ def flag_names() -> List[str]:
 
 
 def models_help() -> str:
-  """Each registered model with its hparams, their defaults and meaning (for --helpfull)."""
+  """Each registered model with its hparams, their defaults and meaning (for --helpfull).
+
+  Imports every model module, and so TensorFlow (a few seconds): the hparams are dataclasses in
+  the models' own files. Only --helpfull calls it; --help does not.
+  """
   lines = ["models (--model) and their hparams (--hparams=name=value,...):"]
   for name in registry.names():
     model = registry.get(name)

@@ -17,11 +17,12 @@ from scripts import cli  # first: it quiets TensorFlow before anything imports i
 from absl import flags
 
 from estimator_app import config as config_lib
-from estimator_app import estimator as estimator_lib
 from estimator_app import paths
-from estimator_app import runner
-from estimator_app.training import hooks
 from scripts import experiment_flags
+
+# Only modules that do not import TensorFlow above, so --help and flag errors answer in well
+# under a second; the run library (runner, estimator, hooks) is imported by main() and the
+# report functions. (--helpfull imports the models, for their hparams.)
 
 _DIAGNOSE_INPUT = flags.DEFINE_boolean(
     "diagnose_input", False, "Before training, measure the input pipeline alone for a few "
@@ -34,6 +35,7 @@ _FRESH = flags.DEFINE_boolean(
 
 def time_breakdown(seconds) -> str:
   """`in 1:05: train 0:35 (54%), evals 0:08, exports 0:12, set-up 0:10`, or "" without figures."""
+  from estimator_app.training import hooks  # pylint: disable=g-import-not-at-top
   total = seconds.get("total")
   if not total:
     return ""
@@ -46,8 +48,14 @@ def time_breakdown(seconds) -> str:
   return f" in {hooks.format_duration(total)}: " + ", ".join(parts)
 
 
-def summary(cfg: config_lib.ExperimentConfig, result: runner.RunResult) -> str:
-  """The short report printed at the end of the main job."""
+def summary(cfg: config_lib.ExperimentConfig, result) -> str:
+  """The short report printed at the end of the main job.
+
+  Args:
+    cfg: the run's config.
+    result: the estimator_app.runner.RunResult of the run.
+  """
+  from estimator_app import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
   lines = [f"Trained {cfg.model} on {cfg.data.data_dir} to step {result.global_step}"
            f"{time_breakdown(result.seconds)}."]
   if result.primary is not None:
@@ -69,6 +77,7 @@ def summary(cfg: config_lib.ExperimentConfig, result: runner.RunResult) -> str:
 
 def main(argv):
   del argv  # absl passes what is left after the flags; the run record keeps the whole line
+  from estimator_app import runner  # pylint: disable=g-import-not-at-top
   cfg = experiment_flags.config_from_flags()
   default_data = paths.resolve_path(config_lib.DataConfig().data_dir)
   if _DIAGNOSE_INPUT.value:

@@ -2,7 +2,12 @@
 on every input it claims to read (lingvo style), and unknown names fail helpfully."""
 
 import dataclasses
+import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +43,29 @@ class RegistryTest(tf.test.TestCase, parameterized.TestCase):
   def test_names(self):
     self.assertEqual(registry.names(), ["dnn", "lenet5", "linear", "resnet", "rnn"])
     self.assertIn(registry.DEFAULT_MODEL, registry.names())
+
+  def test_names_are_known_without_importing_a_model_or_tensorflow(self):
+    # A fresh process: this one imported every model above. --model's help and checks list
+    # the names; only get() imports a model's module (and with it TensorFlow).
+    script = textwrap.dedent("""\
+        import json, sys
+        from model_fns import registry
+        names, default = registry.names(), registry.DEFAULT_MODEL
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "model_fns"))
+        registry.get("linear")
+        only_linear = "model_fns.linear" in sys.modules and "model_fns.rnn" not in sys.modules
+        print(json.dumps([names, default, loaded, only_linear]))
+        """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    names, default, loaded, only_linear = json.loads(proc.stdout.splitlines()[-1])
+    self.assertEqual(names, registry.names())
+    self.assertEqual(default, registry.DEFAULT_MODEL)
+    self.assertEqual(loaded, ["model_fns", "model_fns.registry"])
+    self.assertTrue(only_linear)  # get() imports the one module it names
 
   def test_unknown_name_lists_known_ones(self):
     with self.assertRaises(registry.UnknownModelError) as cm:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import tensorflow as tf
+from absl.testing import parameterized
 
 from estimator_app import estimator as estimator_lib
 from scripts import cli
@@ -25,9 +26,19 @@ def _env(**extra):
   return env
 
 
-def _train(*args, timeout=300):
-  return subprocess.run([sys.executable, os.path.join(_REPO, "scripts", "train.py"), *args],
-                        env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
+def _train(*args, timeout=300, python_flags=()):
+  return subprocess.run(
+      [sys.executable, *python_flags, os.path.join(_REPO, "scripts", "train.py"), *args],
+      env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+_IMPORT_TIME_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| *([\w.]+)$", re.M)
+
+
+def _train_imports(*args):
+  """Runs scripts/train.py under `python -X importtime`: (process, the modules it imported)."""
+  proc = _train(*args, timeout=120, python_flags=("-X", "importtime"))
+  return proc, set(_IMPORT_TIME_LINE.findall(proc.stderr))
 
 
 class VerbosityTest(tf.test.TestCase):
@@ -92,6 +103,37 @@ class HelpTest(tf.test.TestCase):
     models = out.split("models (--model) and their hparams")[1]
     self.assertRegex(models, r"lenet5: .*\n(      \w+=.*\n)+")
     self.assertIn("dropout=0.3", models.split("lenet5:")[1].split("\n  linear:")[0])
+
+
+class AnswersBeforeTensorFlowTest(tf.test.TestCase, parameterized.TestCase):
+  """--help and flag errors are answered in about a second: without importing TensorFlow."""
+
+  def _assert_no_tensorflow(self, modules):
+    self.assertIn("scripts.experiment_flags", modules)  # the import log was read
+    tf_modules = sorted(m for m in modules if m.split(".")[0] == "tensorflow")
+    self.assertEqual(len(tf_modules), 0, f"TensorFlow modules imported, e.g. {tf_modules[:3]}")
+    models = [m for m in modules if m.split(".")[0] == "model_fns"
+              and m not in ("model_fns", "model_fns.hparams", "model_fns.registry",
+                            "model_fns.train_config")]
+    self.assertEmpty(models)
+
+  def test_help_imports_neither_tensorflow_nor_a_model(self):
+    proc, modules = _train_imports("--help")
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    self.assertIn("Flags most runs need:", proc.stdout)
+    self.assertIn("--model=lenet5", proc.stdout)
+    self._assert_no_tensorflow(modules)
+
+  @parameterized.named_parameters(
+      ("bad_value", "--train_steps=abc",
+       "FATAL Flags parsing error: flag --train_steps=abc: invalid literal for int()"),
+      ("unknown_flag", "--no_such_flag",
+       "FATAL Flags parsing error: Unknown command line flag 'no_such_flag'"))
+  def test_a_bad_flag_fails_with_absls_error_before_tensorflow(self, arg, message):
+    proc, modules = _train_imports(arg)
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    self.assertIn(message, proc.stderr)
+    self._assert_no_tensorflow(modules)
 
 
 class LogStreamTest(tf.test.TestCase):

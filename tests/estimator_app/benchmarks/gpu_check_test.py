@@ -237,8 +237,9 @@ class RealRunTest(absltest.TestCase):
     o = gpu_check.execute(run, work, _TRAIN_PY, train_steps=150, timeout_secs=600)
     self.assertEqual(o.status, "ok", o.error)
     self.assertTrue(o.ok)
-    # Lines at steps 1, 51 and 101: the 51 -> 101 interval is timed.
-    self.assertEqual(o.rate.steps, 50)
+    # Lines at steps 1, 51, 101 and the last step, 150: the first interval is left out, the
+    # 51 -> 101 and 101 -> 150 ones are timed.
+    self.assertEqual(o.rate.steps, 99)
     self.assertGreater(o.rate.steps_per_sec, 0)
     self.assertAlmostEqual(o.rate.examples_per_sec, 64 * o.rate.steps_per_sec)
     self.assertEqual(o.parity.reports, 3)  # latest, best and final, each validated
