@@ -338,6 +338,7 @@ class _Task:
     """The run's result: with `eval_result` (the chief's or the local process's final
     evaluation) its metrics and the final export; without (a worker, the evaluator) the step."""
     model_dir = self.cfg.run.model_dir
+    self._wait_for_images()  # drawn beside training: all in TensorBoard before the report
     if eval_result is None:
       latest = tf.train.latest_checkpoint(model_dir)
       return RunResult(global_step=checkpoint_info.checkpoint_step(latest) if latest else 0,
@@ -351,6 +352,11 @@ class _Task:
     return RunResult(global_step=int(metrics[estimator_lib.PRIMARY_EVAL]["global_step"]),
                      metrics=metrics, model_dir=model_dir, exports=exports,
                      seconds=self._seconds())
+
+  def _wait_for_images(self) -> None:
+    for exporter in self.eval_spec.exporters:
+      if isinstance(exporter, tensorboard_logs.ConfusionMatrixImage):
+        exporter.wait()
 
   def _seconds(self) -> Dict[str, float]:
     return {**self.clock.breakdown(), "total": self.clock.elapsed()}

@@ -197,12 +197,26 @@ def format_eval(kind: str, step: int, total: Optional[int], examples: Optional[i
   return " ".join(parts)
 
 
+def quick_eval_due(step: int, every: int, full_every: int = 0,
+                   total: Optional[int] = None) -> bool:
+  """Whether a quick evaluation runs at global `step`: on its cadence `every`, but not where
+  a full evaluation runs (multiples of `full_every`, the end) nor less than half a cadence
+  before one (1500 steps, full every 375, quick every 187: at 187, 561, 935 and 1309, not at
+  374, 748, 1122 and 1496, a step or four before a full evaluation)."""
+  if step <= 0 or step % every:
+    return False
+  if full_every and (step % full_every == 0 or full_every - step % full_every < every / 2):
+    return False
+  return not (total and total - step < every / 2)
+
+
 class QuickEvalHook(tf.estimator.experimental.InMemoryEvaluatorHook):
   """Quick validations between checkpoints: InMemoryEvaluatorHook on a step cadence of its own.
 
   It evaluates at global steps that are multiples of `every_n_steps` but not of
-  `skip_multiples_of` (the checkpoint cadence: those steps get a full evaluation anyway), never
-  at the run's first step nor at its end (the final checkpoint is fully evaluated), pauses the
+  `skip_multiples_of` (the checkpoint cadence: those steps get a full evaluation anyway) nor
+  just before one (`quick_eval_due`), never at the run's first step nor at its end (the final
+  checkpoint is fully evaluated), pauses the
   TrainingClock while it runs and logs one line per evaluation (`format_eval`).
   """
 
@@ -233,7 +247,7 @@ class QuickEvalHook(tf.estimator.experimental.InMemoryEvaluatorHook):
     self._step = int(session.run(self._global_step))
 
   def _due(self, step: int) -> bool:
-    return step % self._every == 0 and not (self._skip and step % self._skip == 0)
+    return quick_eval_due(step, self._every, self._skip, self._total)
 
   def after_run(self, run_context, run_values):
     before = self._step

@@ -69,10 +69,12 @@ def _train(cfg: config_lib.ExperimentConfig):
           model_dir=cfg.run.model_dir, tf_random_seed=cfg.run.seed,
           save_checkpoints_steps=cfg.run.save_checkpoints_steps, save_summary_steps=5,
           log_step_count_steps=None))
+  images = tensorboard_logs.ConfusionMatrixImage(_SPEC.label_names)
   result, _ = tf.estimator.train_and_evaluate(
       estimator, tf.estimator.TrainSpec(train_input_fn, max_steps=cfg.run.train_steps),
       tf.estimator.EvalSpec(eval_input_fn, steps=None, start_delay_secs=0, throttle_secs=0,
-                            exporters=[tensorboard_logs.ConfusionMatrixImage(_SPEC.label_names)]))
+                            exporters=[images]))
+  images.wait()  # the drawing runs beside training
   return result
 
 
@@ -109,6 +111,8 @@ class FlattenAndValidateTest(tf.test.TestCase):
     self.assertEqual(exporter.name, "confusion_matrix_image")
     with self.assertRaisesRegex(ValueError, r"no confusion_matrix \(it has accuracy, global_step"):
       exporter.export(None, "", "", {"accuracy": 1.0, "global_step": 3}, False)
+    with self.assertRaisesRegex(ValueError, r"confusion matrix is \(3, 3\), expected 2x2"):
+      exporter.export(None, "", "", {"confusion_matrix": np.eye(3), "global_step": 3}, False)
 
 
 class TensorBoardTest(tf.test.TestCase):

@@ -117,6 +117,14 @@ class StepLoggingHookTest(tf.test.TestCase, parameterized.TestCase):
 
 class QuickEvalHookTest(tf.test.TestCase):
 
+  def test_due_between_full_evaluations_only(self):
+    def due(every, full, total):
+      return [s for s in range(total + 1) if hooks.quick_eval_due(s, every, full, total)]
+    self.assertEqual(due(250, 500, 2000), [250, 750, 1250, 1750])  # the main job
+    # 1500 steps: full every 375, quick every 187: the midpoints, not 1-4 steps before a full.
+    self.assertEqual(due(187, 375, 1500), [187, 561, 935, 1309])
+    self.assertEqual(due(10, 0, 30), [10, 20])  # no checkpoints: not at the end either
+
   def test_evaluates_between_checkpoints_only(self):
     est = tiny_estimator.estimator(self.create_tempdir().full_path, save_checkpoints_steps=100,
                                    learning_rate=0.05)
