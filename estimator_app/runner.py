@@ -310,6 +310,7 @@ class _Task:
   clock: hooks_lib.TrainingClock  # where the time goes; logged throughput counts training only
   evals: EvalLog
   quick_examples: int
+  images: tensorboard_logs.ConfusionMatrixImage  # one of eval_spec's exporters
 
   def train_and_evaluate(self):
     """tf.estimator.train_and_evaluate with this task's hooks; its (eval result, exports)."""
@@ -338,7 +339,7 @@ class _Task:
     """The run's result: with `eval_result` (the chief's or the local process's final
     evaluation) its metrics and the final export; without (a worker, the evaluator) the step."""
     model_dir = self.cfg.run.model_dir
-    self._wait_for_images()  # drawn beside training: all in TensorBoard before the report
+    self.images.wait()  # drawn beside training: all in TensorBoard before the report
     if eval_result is None:
       latest = tf.train.latest_checkpoint(model_dir)
       return RunResult(global_step=checkpoint_info.checkpoint_step(latest) if latest else 0,
@@ -352,11 +353,6 @@ class _Task:
     return RunResult(global_step=int(metrics[estimator_lib.PRIMARY_EVAL]["global_step"]),
                      metrics=metrics, model_dir=model_dir, exports=exports,
                      seconds=self._seconds())
-
-  def _wait_for_images(self) -> None:
-    for exporter in self.eval_spec.exporters:
-      if isinstance(exporter, tensorboard_logs.ConfusionMatrixImage):
-        exporter.wait()
 
   def _seconds(self) -> Dict[str, float]:
     return {**self.clock.breakdown(), "total": self.clock.elapsed()}
@@ -378,8 +374,7 @@ def _run_chief(t: _Task) -> RunResult:
   be missing or still busy) and is the one task that exports."""
   t.train_and_evaluate()  # None on a cluster's chief
   t.clock.pause(hooks_lib.EVALS)
-  images = [e for e in t.eval_spec.exporters if isinstance(e, tensorboard_logs.ConfusionMatrixImage)]
-  eval_result, _ = distribution.final_evaluate_and_export(t.estimator, t.primary_eval, images)
+  eval_result, _ = distribution.final_evaluate_and_export(t.estimator, t.primary_eval, [t.images])
   t.evals.log(eval_result)
   t.eval_sets.evaluate(t.estimator)
   return t.result(eval_result)
@@ -477,7 +472,7 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
                                     **distribution.eval_spec_timing(task))
   return _ROLES[role](_Task(cfg, task, estimator, estimator_lib.train_input_fn(
       cfg, data, *input_part), primary_eval, eval_sets, eval_spec, final_exporter, clock, evals,
-      quick_examples))
+      quick_examples, confusion_image))
 
 
 def diagnose_input(cfg: config_lib.ExperimentConfig, create_default_data: bool = False,
