@@ -88,9 +88,16 @@ class Manifest:
     lines = [f"dataset: {self.directory}"]
     for split in sorted(self.splits):
       lines.append(f"  {split}: {self.count(split):,} examples in {len(self.shards(split))} shards")
-    f = self.spec.input_feature
-    lines.append(f"  {self.spec.kind} {f.name!r} {f.dtype}{list(f.shape)}, "
-                 f"{self.spec.num_classes} classes")
+    spec = self.spec
+    label = (f"{spec.num_classes} classes" if spec.label_kind != fs.REGRESSION
+             else "a regression target")
+    if spec.is_table:
+      roles = ", ".join(f"{len(spec.columns(r))} {r}" for r in fs.ROLES[1:] if spec.columns(r))
+      lines.append(f"  table of {len(spec.features)} columns ({roles}), {spec.label_kind} label: "
+                   f"{label}")
+    else:
+      f = spec.input_feature
+      lines.append(f"  {spec.kind} {f.name!r} {f.dtype}{list(f.shape)}, {label}")
     for role, name in sorted(self.assets.items()):
       lines.append(f"  {role}: {name}")
     lines.append(f"  manifest: {self.path}")
@@ -169,7 +176,8 @@ def parse(text: str, directory: str) -> Manifest:
     for name, v in d["splits"].items():
       if sum(s.count for s in splits[name]) != v["count"]:
         raise ManifestError(f"{path}: split {name!r} count {v['count']} != sum of its shards")
-    return Manifest(directory=directory, spec=fs.FeatureSpec.from_json_dict(d["feature_spec"]),
+    return Manifest(directory=directory, spec=fs.FeatureSpec.from_json_dict(d["feature_spec"],
+                                                                     assets_dir=directory),
                     splits=splits, compression=d.get("compression", ""),
                     source=d.get("source", {}), writer_version=d.get("writer_version", 0),
                     fingerprint=d.get("fingerprint", ""), assets=d.get("assets", {}))

@@ -22,12 +22,16 @@ import google_crc32c
 import numpy as np
 
 from input_fns import errors
+from input_fns import input_kinds
 
 _MASK_DELTA = 0xA282EAD8
 _LENGTH = struct.Struct("<Q")
 _CRC = struct.Struct("<I")
 _GZIP_LEVEL = 6  # zlib's default, as TF's writer uses
 _LABEL_KEY = "label"  # feature_spec.LABEL_KEY (not imported: that module pulls in TF)
+_WEIGHT_KEY = "weight"  # feature_spec.WEIGHT_KEY
+# Feature's oneof field tags: bytes_list = 1, float_list = 2, int64_list = 3 (wire type 2).
+_BYTES_TAG, _FLOAT_TAG, _INT64_TAG = 0x0A, 0x12, 0x1A
 
 
 class EncodeError(errors.UserInputError):
@@ -86,6 +90,79 @@ def packed_varints(values: np.ndarray) -> bytes:
   return out[keep].tobytes()
 
 
+def table_values(f: Any, value) -> Optional[list]:
+  """A TABLE column's value as the list stored in its Example, or None when it is missing.
+
+  Args:
+    f: a feature_spec.Feature with a role (NUMERIC, CATEGORICAL or TEXT).
+    value: a number or array of the column's shape (NaN or None = missing) for NUMERIC; a
+      string or int id (None, "" or b"" = missing) for CATEGORICAL, a list of them when
+      multivalent; a string (None = missing) for TEXT.
+
+  Returns:
+    floats, ints or UTF-8 bytes; None when the Example should not hold the column (NUMERIC
+    values are stored even when NaN: they parse to NaN either way).
+
+  Raises:
+    EncodeError: the value does not fit the column (count, dtype, a list for a single value).
+  """
+  where = f"feature {f.name!r}"
+  if f.role == input_kinds.NUMERIC:
+    try:
+      arr = np.asarray(np.nan if value is None else value, dtype=np.float64)
+    except (TypeError, ValueError):
+      raise EncodeError(f"{where}: {value!r} is not a number") from None
+    size = int(np.prod(f.shape))
+    if arr.size != size:
+      raise EncodeError(f"{where}: expected {size} number(s), got shape {list(arr.shape)}")
+    flat = arr.ravel()
+    as32 = flat.astype(np.float32)
+    if (np.isinf(as32) & ~np.isinf(flat)).any():
+      raise EncodeError(f"{where}: {flat.tolist()} does not fit float32")
+    return as32.tolist()
+  is_list = isinstance(value, (list, tuple, np.ndarray))
+  if is_list and not f.multivalent:
+    raise EncodeError(f"{where}: one value expected (the column is not multivalent), got a list")
+  out = []
+  for item in (value if is_list else [value]):
+    if item is None or (f.role == input_kinds.CATEGORICAL and (item == "" or item == b"")):
+      continue
+    if f.dtype == "string":
+      if isinstance(item, bytes):
+        out.append(item)
+      elif isinstance(item, str):
+        out.append(item.encode("utf-8"))
+      else:
+        raise EncodeError(f"{where}: {item!r} is not a string")
+      continue
+    try:
+      number = int(item)
+    except (TypeError, ValueError):
+      raise EncodeError(f"{where}: {item!r} is not an integer id") from None
+    if number != item or number < 0:
+      raise EncodeError(f"{where}: {item!r} is not a non-negative integer id")
+    out.append(number)
+  if not out and (f.role == input_kinds.CATEGORICAL or value is None):
+    return None
+  return out
+
+
+def _list_body(dtype: str, values: list) -> bytes:
+  """The body of a Feature's BytesList / FloatList / Int64List (numbers packed)."""
+  if dtype == "string":
+    return b"".join(b"\x0a" + _varint(len(v)) + v for v in values)
+  data = (np.asarray(values, "<f4").tobytes() if dtype == "float32"
+          else packed_varints(np.asarray(values, np.int64)))
+  return b"\x0a" + _varint(len(data)) + data
+
+
+def _entry(key: bytes, tag: int, body: bytes) -> bytes:
+  """Map entry{key, value=Feature{tag: List(body)}}; `key` is the encoded key field."""
+  feature = bytes((tag,)) + _varint(len(body)) + body
+  inner = key + b"\x12" + _varint(len(feature)) + feature
+  return b"\x0a" + _varint(len(inner)) + inner
+
+
 class ExampleEncoder:
   """Encodes (values, label) into serialized tf.train.Example bytes for one feature spec.
 
@@ -100,6 +177,18 @@ class ExampleEncoder:
       spec: a feature_spec.FeatureSpec (read for its features and num_classes only).
     """
     self._num_classes = spec.num_classes
+    self._table = spec.kind == input_kinds.TABLE
+    self._regression = getattr(spec, "label_kind", "") == input_kinds.REGRESSION
+    self._weighted = bool(getattr(spec, "weight_key", ""))
+    self._label_key = _field(0x0A, _LABEL_KEY.encode())
+    self._labels = {}
+    if self._table or self._regression or self._weighted:
+      self._columns = sorted(
+          [(f.name, f) for f in spec.features] + [(_LABEL_KEY, None)]
+          + ([(_WEIGHT_KEY, None)] if self._weighted else []), key=lambda e: e[0])
+      self._keys = {name: _field(0x0A, name.encode()) for name, _ in self._columns}
+      self._order = None
+      return
     order = sorted([(f.name, f) for f in spec.features] + [(_LABEL_KEY, None)],
                    key=lambda e: e[0])
     self._order = []
@@ -136,6 +225,8 @@ class ExampleEncoder:
       EncodeError: a feature is missing, has the wrong shape or does not fit its dtype
         exactly, or the label is out of range.
     """
+    if self._order is None:
+      return self._encode_table(values, label)
     label = int(label)
     if not 0 <= label < self._num_classes:
       raise EncodeError(f"label {label} is out of range [0, {self._num_classes})")
@@ -172,6 +263,51 @@ class ExampleEncoder:
     return b"\x0a" + _varint(len(body)) + body
 
 
+  def _encode_table(self, values: Mapping[str, Any], label) -> bytes:
+    """One Example of a TABLE, REGRESSION or weighted spec (entries sorted by key; missing
+    columns left out)."""
+    parts = []
+    for name, f in self._columns:
+      key = self._keys[name]
+      if name == _LABEL_KEY:
+        if self._regression:
+          target = float(label)
+          if not np.isfinite(target) or not np.isfinite(np.float32(target)):
+            raise EncodeError(f"regression label {label!r} is not a finite float32")
+          parts.append(_entry(key, _FLOAT_TAG, _list_body("float32", [target])))
+        else:
+          label = int(label)
+          if not 0 <= label < self._num_classes:
+            raise EncodeError(f"label {label} is out of range [0, {self._num_classes})")
+          parts.append(self._label_entry(label))
+        continue
+      if name == _WEIGHT_KEY:
+        weight = float(values.get(_WEIGHT_KEY, 1.0))
+        if not np.isfinite(weight) or weight < 0:
+          raise EncodeError(f"example weight {values.get(_WEIGHT_KEY)!r} is not a finite "
+                            f"number >= 0")
+        parts.append(_entry(key, _FLOAT_TAG, _list_body("float32", [weight])))
+        continue
+      if name not in values:
+        raise EncodeError(f"feature {name!r} is missing (pass None for a missing value)")
+      if f.role:
+        stored = table_values(f, values[name])
+      else:
+        arr = np.asarray(values[name])
+        if arr.shape != tuple(f.shape):
+          raise EncodeError(f"feature {name!r}: expected shape {tuple(f.shape)}, got {arr.shape}")
+        cast = arr.astype(f.dtype)
+        if not np.array_equal(cast, arr):
+          raise EncodeError(f"feature {name!r}: values do not fit dtype {f.dtype} exactly")
+        stored = [cast.tobytes()] if f.encoding == "raw" else cast.ravel().tolist()
+      if stored is None:
+        continue
+      dtype = "string" if f.encoding in ("raw", "bytes_list") else f.dtype
+      tag = {"string": _BYTES_TAG, "float32": _FLOAT_TAG, "int64": _INT64_TAG}[dtype]
+      parts.append(_entry(key, tag, _list_body(dtype, stored)))
+    body = b"".join(parts)
+    return b"\x0a" + _varint(len(body)) + body
+
   def encode_batch(self, values: Mapping[str, Any], labels: np.ndarray) -> Optional[np.ndarray]:
     """Encodes n examples at once, vectorized, when they all serialize to one length L.
 
@@ -187,6 +323,8 @@ class ExampleEncoder:
       uint8 array [n, L] of serialized examples, or None if the batch does not qualify or a
       value does not fit the spec; then encode each example (which names what is wrong).
     """
+    if self._order is None:
+      return None
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0 or labels.ndim != 1 or labels.min() < 0 or labels.max() >= self._num_classes:
