@@ -39,6 +39,31 @@ class ExampleEncoderTest(tf.test.TestCase, parameterized.TestCase):
                        tf.train.Example.FromString(spec.encode(values, label)))
       self.assertLen(ours, len(spec.encode(values, label)))
 
+  @parameterized.named_parameters(("binary", fs.BINARY), ("regression", fs.REGRESSION))
+  def test_table_examples_equal_feature_spec_encode(self, label_kind):
+    spec = fs.table_spec(
+        [fs.numeric_column("age"), fs.numeric_column("xy", (2,)), fs.categorical_column("work"),
+         fs.categorical_column("tags", multivalent=True), fs.categorical_column("zip", "int64"),
+         fs.text_column("note")],
+        label_names=("no", "yes") if label_kind == fs.BINARY else (), label_kind=label_kind,
+        weight_key="w")
+    enc = records.ExampleEncoder(spec)
+    rng = np.random.default_rng(3)
+    for i in range(100):
+      values = {"age": rng.choice([np.nan, rng.standard_normal()]),
+                "xy": rng.standard_normal(2), "work": rng.choice(["", "a", "\u00e9t\u00e9"]),
+                "tags": list(rng.choice(["x", "y", "z"], size=i % 4)),
+                "zip": None if i % 5 == 0 else int(rng.integers(0, 1 << 40)),
+                "note": None if i % 7 == 0 else "word " * (i % 3),
+                fs.WEIGHT_KEY: float(i % 3)}
+      label = i % 2 if label_kind == fs.BINARY else float(rng.standard_normal())
+      ours = enc.encode(values, label)
+      # Compared re-serialized (NaN != NaN in proto equality; the bytes are what matters).
+      canonical = lambda b: tf.train.Example.FromString(b).SerializeToString(deterministic=True)
+      self.assertEqual(canonical(ours), canonical(spec.encode(values, label)))
+      self.assertLen(ours, len(spec.encode(values, label)))
+    self.assertIsNone(enc.encode_batch({"age": np.zeros((2, 1))}, np.zeros(2, np.int64)))
+
   def test_bytes_are_deterministic_and_keys_sorted(self):
     spec = _spec()
     values = _values(np.random.default_rng(1), 0)
