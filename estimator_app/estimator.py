@@ -17,6 +17,7 @@ from absl import logging
 from estimator_app import config as config_lib
 from estimator_app.checkpoints import warm_start as warm_start_lib
 from estimator_app.training import distribution
+from estimator_app.training import reused_eval
 from input_fns import digits
 from input_fns import feature_spec as fs
 from input_fns import input_fn as input_fn_lib
@@ -180,8 +181,10 @@ def build_estimator(cfg: config_lib.ExperimentConfig, spec,
       # StepLoggingHook logs loss, learning rate, examples/s and step time instead.
       log_step_count_steps=None,
       **kwargs)
-  return tf.estimator.Estimator(build_model_fn(cfg, spec, optimization), config=run_config,
-                                warm_start_from=warm_start)
+  estimator = tf.estimator.Estimator(build_model_fn(cfg, spec, optimization), config=run_config,
+                                     warm_start_from=warm_start)
+  reused_eval.enable(estimator)  # each checkpoint's evaluation skips the graph set-up
+  return estimator
 
 
 def prepare_warm_start(cfg: config_lib.ExperimentConfig, spec, train_in,

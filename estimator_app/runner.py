@@ -27,6 +27,7 @@ from estimator_app.serving import validation as serving_validation
 from estimator_app.training import distribution
 from estimator_app.training import early_stopping
 from estimator_app.training import hooks as hooks_lib
+from estimator_app.training import reused_eval
 from estimator_app.training import input_diagnosis
 from estimator_app.training import preemption
 from estimator_app.training import run_record
@@ -470,9 +471,12 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
     exporters.extend(periodic_exports)
   eval_spec = tf.estimator.EvalSpec(primary_eval, steps=None, name=None, exporters=exporters,
                                     **distribution.eval_spec_timing(task))
-  return _ROLES[role](_Task(cfg, task, estimator, estimator_lib.train_input_fn(
-      cfg, data, *input_part), primary_eval, eval_sets, eval_spec, final_exporter, clock, evals,
-      quick_examples, confusion_image))
+  try:
+    return _ROLES[role](_Task(cfg, task, estimator, estimator_lib.train_input_fn(
+        cfg, data, *input_part), primary_eval, eval_sets, eval_spec, final_exporter, clock,
+        evals, quick_examples, confusion_image))
+  finally:
+    reused_eval.close(estimator)
 
 
 def diagnose_input(cfg: config_lib.ExperimentConfig, create_default_data: bool = False,
