@@ -6,7 +6,6 @@
 from typing import Iterator, Tuple
 
 import numpy as np
-from sklearn import datasets as sk_datasets
 
 from input_fns import feature_spec
 from input_fns import splits
@@ -17,6 +16,9 @@ SPEC = feature_spec.image_spec(8, 8, 1, [str(d) for d in range(10)], value_range
 
 def load() -> Tuple[np.ndarray, np.ndarray]:
   """Returns (images uint8 [N, 8, 8, 1], labels int64 [N]) in the package's order."""
+  # Imported here: scikit-learn takes ~0.9 s to import, and only a run that writes the default
+  # dataset needs it.
+  from sklearn import datasets as sk_datasets  # pylint: disable=g-import-not-at-top
   d = sk_datasets.load_digits()
   images = d.images.astype(np.uint8)[..., np.newaxis]
   return images, d.target.astype(np.int64)

@@ -10,8 +10,6 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-from matplotlib import figure as mpl_figure
-from matplotlib.backends import backend_agg
 
 from estimator_app.analysis import reporting
 
@@ -23,8 +21,20 @@ _EVAL_MARKERS = ("s", "^", "D", "v", "P", "X", "*", "h")
 _DPI = 110
 
 
-def _write_png(fig: mpl_figure.Figure, path: str) -> str:
+def _figure(**kwargs):
+  """A new matplotlib Figure on the Agg canvas (no display needed).
+
+  matplotlib is imported here, on first use: it costs every run's start-up ~0.3 s, and a run
+  draws its first picture (the confusion matrix) on a worker thread after its first evaluation.
+  """
+  from matplotlib import figure as mpl_figure  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends import backend_agg  # pylint: disable=g-import-not-at-top
+  fig = mpl_figure.Figure(**kwargs)
   backend_agg.FigureCanvasAgg(fig)
+  return fig
+
+
+def _write_png(fig, path: str) -> str:
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=_DPI)
   parent = os.path.dirname(path)
@@ -80,7 +90,7 @@ def plot_curves(runs: Sequence[reporting.RunScalars], path: str,
   if not panel_tags:
     reporting.check_tags(runs, tags)  # raises, listing the tags the runs do have
   other_sources = sorted({s for r in runs for s in r.sources()} - {reporting.TRAIN, "eval"})
-  fig = mpl_figure.Figure(figsize=(10.5, 1.2 + 3.3 * len(panel_tags)), layout="constrained")
+  fig = _figure(figsize=(10.5, 1.2 + 3.3 * len(panel_tags)), layout="constrained")
   axes = fig.subplots(len(panel_tags), 1, squeeze=False)[:, 0]
   for ax, tag in zip(axes, panel_tags):
     for i, run in enumerate(runs):
@@ -143,7 +153,7 @@ def confusion_matrix_png(matrix, label_names: Sequence[str], path: str,
   accuracy = float(np.trace(m)) / total if total else 0.0
 
   side = min(max(5.0, 0.6 * n + 2.5), 14.0)
-  fig = mpl_figure.Figure(figsize=(side + 1.2, side), layout="constrained")
+  fig = _figure(figsize=(side + 1.2, side), layout="constrained")
   ax = fig.subplots()
   image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
   fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true class (row)")

@@ -3,7 +3,7 @@
 The default dataset of //scripts:train; the eval split is a seeded stratified --eval_fraction.
 """
 
-import sklearn
+from importlib import metadata
 
 from input_fns import digits as digits_data
 from input_fns import splits as splits_lib
@@ -22,7 +22,7 @@ def open_source(opts: base.SourceOptions) -> base.Source:
   split_indices = splits_lib.split_indices(labels, opts.resolved_eval_fraction, opts.seed,
                                            source="the embedded digits")
   used = base.options_used(FORMAT, opts, with_paths=False)
-  description = {"format": NAME, **used, "sklearn_version": sklearn.__version__,
+  description = {"format": NAME, **used, "sklearn_version": metadata.version("scikit-learn"),
                  "counts": {k: len(v) for k, v in split_indices.items()}}
   identity = {"format": NAME, **used, "content_sha256": base.digest_arrays(images, labels)}
   return base.ArraySource(digits_data.SPEC, {"image": images}, labels, split_indices,
