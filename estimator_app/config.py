@@ -128,8 +128,11 @@ class RunSettings:
     keep_checkpoint_max: latest checkpoints kept (older ones are deleted).
     keep_best: best checkpoints kept in model_dir/best by best_metric (never deleted by the
       latest-K policy); 0 disables.
-    best_metric: eval metric that ranks checkpoints and the "best" export.
-    best_metric_higher_is_better: whether a larger best_metric is better (loss: false).
+    best_metric: eval metric that ranks checkpoints and the "best" export; "" (default): the
+      label kind's headline metric (accuracy; auc for binary labels; average_loss, lower is
+      better, for regression), resolved when the data is opened and saved so in config.json.
+    best_metric_higher_is_better: whether a larger best_metric is better (loss: false); only
+      read when best_metric is set.
     quick_eval_steps: every this many steps, a quick validation on a small eval subset
       (TensorBoard run "eval_quick"); 0 disables; -1 (default): half the checkpoint cadence.
     quick_eval_examples: examples in the quick validation subset.
@@ -156,7 +159,7 @@ class RunSettings:
   save_checkpoints_steps: int = AUTO
   keep_checkpoint_max: int = 3
   keep_best: int = 2
-  best_metric: str = "accuracy"
+  best_metric: str = ""
   best_metric_higher_is_better: bool = True
   quick_eval_steps: int = AUTO_QUICK_EVAL
   quick_eval_examples: int = 256

@@ -25,6 +25,7 @@ from input_fns import manifest as manifest_lib
 from input_fns import mixture
 from input_fns import splits
 from input_fns import writer
+from model_fns import head as head_lib
 from model_fns import model_fn as model_fn_lib
 
 PRIMARY_EVAL = "eval"  # the primary eval set's TensorBoard run is model_dir/eval
@@ -148,6 +149,31 @@ def eval_input_fn(cfg: config_lib.ExperimentConfig, m: manifest_lib.Manifest,
 def build_model_fn(cfg: config_lib.ExperimentConfig, spec, optimization=None):
   return model_fn_lib.build_model_fn(cfg.model_def, cfg.hparams, spec,
                                      optimization or cfg.train_config)
+
+
+def resolve_for_data(cfg: config_lib.ExperimentConfig,
+                     spec: fs.FeatureSpec) -> config_lib.ExperimentConfig:
+  """`cfg` with what depends on the dataset's label kind resolved (before it is saved).
+
+  * best_metric "" -> the head's headline metric and its direction (accuracy, auc, or
+    average_loss lower-is-better for regression).
+  * label smoothing is a classification setting: for a regression label it becomes 0 (the
+    default recipe's 0.1 quietly, a value the user chose with a warning).
+  """
+  head = head_lib.make_head(spec.label_kind, spec.label_names)
+  run = cfg.run
+  if not run.best_metric:
+    run = dataclasses.replace(run, best_metric=head.headline_metric,
+                              best_metric_higher_is_better=head.higher_is_better)
+  optimization = cfg.optimization
+  if spec.label_kind == fs.REGRESSION and optimization.label_smoothing:
+    if optimization.label_smoothing != config_lib.DEFAULT_OPTIMIZATION.label_smoothing:
+      logging.warning("--label_smoothing=%g does not apply to a regression label; training "
+                      "without it", optimization.label_smoothing)
+    optimization = dataclasses.replace(optimization, label_smoothing=0.0)
+  if run is cfg.run and optimization is cfg.optimization:
+    return cfg
+  return dataclasses.replace(cfg, run=run, optimization=optimization)
 
 
 def build_estimator(cfg: config_lib.ExperimentConfig, spec,

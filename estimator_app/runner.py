@@ -427,6 +427,7 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
                                cfg.distribution.session_timeout_secs,
                                "the dataset the chief writes,")
   data = estimator_lib.open_data(cfg, create_default=create_default_data and chief)
+  cfg = estimator_lib.resolve_for_data(cfg, data.spec)
   if chief:
     prepare_model_dir(cfg, fresh)
   _seed_everything(cfg)
@@ -442,7 +443,7 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
     # an old run aside, before the Estimator opens the same event file for its summaries).
     tensorboard_logs.write_hparams(
         cfg.run.model_dir, tensorboard_logs.flatten_hparams(cfg.to_json_dict()),
-        (metrics_lib.ACCURACY, metrics_lib.AVERAGE_LOSS))
+        tuple(dict.fromkeys((cfg.run.best_metric, metrics_lib.AVERAGE_LOSS))))
 
   input_part = distribution.per_worker_input(task, strategies[0])
   warm_start = estimator_lib.prepare_warm_start(

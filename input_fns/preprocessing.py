@@ -252,6 +252,10 @@ def apply(chain: Sequence[str], features: Features, spec: fs.FeatureSpec, traini
     PreprocessingError: the chain is malformed or a preset does not fit the input's shape.
   """
   check(chain)
+  if spec.kind == fs.TABLE:
+    # No preset reads a table (as "scale" skips token ids): its columns are normalized,
+    # looked up and hashed inside the model by their analyzed statistics (model_fns/tabular.py).
+    return dict(features)
   x = features[spec.input_key]
   for i, step in enumerate(chain):
     name, arg = _split_step(step)

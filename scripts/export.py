@@ -29,8 +29,8 @@ from model_fns import registry
 from scripts import run_flags
 
 _BEST_METRIC = flags.DEFINE_string(
-    "best_metric", "accuracy", "Eval metric for --checkpoint=best when the run kept no best "
-    "checkpoints (otherwise <model_dir>/best decides).")
+    "best_metric", "", "Eval metric for --checkpoint=best when the run kept no best "
+    "checkpoints (otherwise <model_dir>/best decides); default: the run's own best_metric.")
 _HIGHER_IS_BETTER = flags.DEFINE_boolean("higher_is_better", True,
                                          "Whether a larger --best_metric is better.")
 _MODEL = flags.DEFINE_string(

@@ -42,8 +42,9 @@ class ExportJob:
   Attributes:
     model_dir: the training run (holds config.json and checkpoints).
     checkpoint: "latest", "best", or a checkpoint prefix or directory.
-    best_metric: the eval metric that decides "best" when the run kept no best checkpoints.
-    higher_is_better: whether a larger best_metric is better.
+    best_metric: the eval metric that decides "best" when the run kept no best checkpoints;
+      "" for the run's own (its config.json; accuracy for a run without one).
+    higher_is_better: whether a larger best_metric is better (read when best_metric is set).
     model: registered model name, or None.
     data_dir: dataset directory holding manifest.json, or None.
     preprocessing: the chain built into the export ('' for none), or None.
@@ -105,6 +106,15 @@ def _serving_model(job: ExportJob) -> Tuple[export.ServingModel, manifest_lib.Ma
                              train_cfg), m
 
 
+def _resolve_checkpoint(job: ExportJob) -> str:
+  metric, higher = job.best_metric, job.higher_is_better
+  if not metric:
+    saved = config_lib.load_saved(job.model_dir) if job.model_dir else None
+    metric, higher = ((saved.run.best_metric, saved.run.best_metric_higher_is_better)
+                      if saved is not None and saved.run.best_metric else ("accuracy", True))
+  return checkpoint_info.resolve(job.model_dir, job.checkpoint, metric, higher)
+
+
 def run(job: ExportJob) -> Outcome:
   """Exports (or, with export_dir, validates) as the job says.
 
@@ -125,8 +135,7 @@ def run(job: ExportJob) -> Outcome:
   if job.export_dir:
     return _validate_existing(job, model, examples, model_name)
 
-  ckpt = checkpoint_info.resolve(job.model_dir, job.checkpoint, job.best_metric,
-                             job.higher_is_better)
+  ckpt = _resolve_checkpoint(job)
   options = export.ExportOptions(
       model_name=model_name, warmup_examples=job.warmup_examples,
       validate_examples=job.validate_examples if job.validate else 0, tolerance=job.tolerance)
@@ -147,8 +156,7 @@ def _validate_existing(job: ExportJob, model: export.ServingModel, examples,
   meta = export.read_metadata(job.export_dir) or {}
   ckpt = meta.get("checkpoint")
   if not ckpt or not os.path.exists(ckpt + ".index"):
-    ckpt = checkpoint_info.resolve(job.model_dir, job.checkpoint, job.best_metric,
-                               job.higher_is_better)
+    ckpt = _resolve_checkpoint(job)
   report = serving_validation.validate(
       job.export_dir, model_fn=model.model_fn(), spec=model.spec,
       preprocessing=model.preprocessing, checkpoint_path=ckpt,
