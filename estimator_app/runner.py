@@ -31,6 +31,7 @@ from estimator_app.training import reused_eval
 from estimator_app.training import input_diagnosis
 from estimator_app.training import preemption
 from estimator_app.training import run_record
+from input_fns import feature_spec as fs
 from input_fns import manifest as manifest_lib
 from input_fns import splits
 from model_fns import metrics as metrics_lib
@@ -311,7 +312,8 @@ class _Task:
   clock: hooks_lib.TrainingClock  # where the time goes; logged throughput counts training only
   evals: EvalLog
   quick_examples: int
-  images: tensorboard_logs.ConfusionMatrixImage  # one of eval_spec's exporters
+  images: Optional[tensorboard_logs.ConfusionMatrixImage]  # an eval_spec exporter (not for
+  #   regression: no classes, no confusion matrix)
 
   def train_and_evaluate(self):
     """tf.estimator.train_and_evaluate with this task's hooks; its (eval result, exports)."""
@@ -340,7 +342,8 @@ class _Task:
     """The run's result: with `eval_result` (the chief's or the local process's final
     evaluation) its metrics and the final export; without (a worker, the evaluator) the step."""
     model_dir = self.cfg.run.model_dir
-    self.images.wait()  # drawn beside training: all in TensorBoard before the report
+    if self.images is not None:
+      self.images.wait()  # drawn beside training: all in TensorBoard before the report
     if eval_result is None:
       latest = tf.train.latest_checkpoint(model_dir)
       return RunResult(global_step=checkpoint_info.checkpoint_step(latest) if latest else 0,
@@ -462,8 +465,10 @@ def train(cfg: config_lib.ExperimentConfig, fresh: bool = False, create_default_
   # The chief and the evaluator both evaluate the final checkpoint into the same directories.
   distribution.own_event_files(task, [estimator.eval_dir()] +
                                [estimator.eval_dir(name) for name in eval_sets.names])
-  confusion_image = tensorboard_logs.ConfusionMatrixImage(data.spec.label_names)
-  exporters = [evals, confusion_image] + ([eval_sets] if eval_sets.names else [])
+  confusion_image = (tensorboard_logs.ConfusionMatrixImage(data.spec.label_names)
+                     if data.spec.label_kind != fs.REGRESSION else None)
+  exporters = ([evals] + ([confusion_image] if confusion_image else [])
+               + ([eval_sets] if eval_sets.names else []))
   if cfg.run.keep_best > 0:
     exporters.append(retention.BestCheckpointExporter(
         cfg.run.best_metric, cfg.run.best_metric_higher_is_better, keep=cfg.run.keep_best))

@@ -56,17 +56,19 @@ def summary(cfg: config_lib.ExperimentConfig, result) -> str:
     result: the estimator_app.runner.RunResult of the run.
   """
   from estimator_app import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
+  from estimator_app.training import hooks as hooks_lib  # pylint: disable=g-import-not-at-top
   lines = [f"Trained {cfg.model} on {cfg.data.data_dir} to step {result.global_step}"
            f"{time_breakdown(result.seconds)}."]
   if result.primary is not None:
     m = result.primary
     loss = m.get("average_loss", m.get("loss", float("nan")))
-    lines.append(f"eval accuracy: {m.get('accuracy', float('nan')):.4f} (eval loss {loss:.4f})")
+    lines.append(f"eval {', '.join(hooks_lib.headline_metrics(m)) or 'done'} "
+                 f"(eval loss {loss:.4f})")
   else:
     lines.append("(a worker or the evaluator of a cluster: the chief reports the final evaluation)")
   for name, m in result.metrics.items():
     if name != estimator_lib.PRIMARY_EVAL:
-      lines.append(f"  eval set {name}: accuracy {m.get('accuracy', float('nan')):.4f} "
+      lines.append(f"  eval set {name}: {', '.join(hooks_lib.headline_metrics(m)) or 'done'} "
                    f"(eval loss {m.get('average_loss', m.get('loss', float('nan'))):.4f})")
   lines.append(f"checkpoints, config.json and TensorBoard logs: {result.model_dir}")
   for name, path in result.exports.items():

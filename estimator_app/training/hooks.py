@@ -27,7 +27,7 @@ import collections
 import math
 import re
 import time
-from typing import Callable, Dict, Mapping, Optional, Union
+from typing import Callable, Dict, List, Mapping, Optional, Union
 
 import tensorflow as tf
 from absl import logging
@@ -177,6 +177,16 @@ class PauseClockListener(tf.estimator.CheckpointSaverListener):
     self._clock.pause(EVALS)
 
 
+# The metrics a user watches, by label kind: multiclass accuracy; binary auc and accuracy;
+# regression rmse and mae (model_fns/metrics.py). Shown in this order when present.
+HEADLINE_METRICS = ("auc", "accuracy", "rmse", "mae")
+
+
+def headline_metrics(metrics: Mapping[str, float]) -> List[str]:
+  """["auc 0.9120", "accuracy 0.8510"]: the HEADLINE_METRICS an eval result has."""
+  return [f"{name} {float(metrics[name]):.4f}" for name in HEADLINE_METRICS if name in metrics]
+
+
 def format_eval(kind: str, step: int, total: Optional[int], examples: Optional[int],
                 metrics: Mapping[str, float], new_best: bool = False) -> str:
   """`eval 500/2000 full (359 ex): accuracy 0.9833 loss 0.170 new best`.
@@ -186,9 +196,7 @@ def format_eval(kind: str, step: int, total: Optional[int], examples: Optional[i
   """
   where = f"{step}/{total}" if total else f"{step}"
   count = f" ({examples:,} ex)" if examples else ""
-  parts = [f"eval {where} {kind}{count}:"]
-  if "accuracy" in metrics:
-    parts.append(f"accuracy {metrics['accuracy']:.4f}")
+  parts = [f"eval {where} {kind}{count}:"] + headline_metrics(metrics)
   loss = metrics.get("average_loss", metrics.get("loss"))
   if loss is not None:
     parts.append(f"loss {loss:.4f}")

@@ -391,7 +391,7 @@ class TrainEntryPointTest(tf.test.TestCase):
     ckpt = tf.train.latest_checkpoint(self.model_dir)
     self.assertBetween(int(ckpt.rsplit("-", 1)[1]), 60, 62)  # two async trainers: see above
     self.assertGreaterEqual(max(_eval_steps(os.path.join(self.model_dir, "eval"))), 60)
-    self.assertIn("[chief:0] eval accuracy:", text)
+    self.assertIn("[chief:0] eval accuracy ", text)
     # Exports, when the run makes them, are SavedModels written by the chief alone.
     for path in glob.glob(os.path.join(self.model_dir, "export", "*", "*")):
       if os.path.basename(path).isdigit():
