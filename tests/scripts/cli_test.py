@@ -137,6 +137,47 @@ class AnswersBeforeTensorFlowTest(tf.test.TestCase, parameterized.TestCase):
     self._assert_no_tensorflow(modules)
 
 
+_EXITING_SCRIPT = """
+import atexit, sys
+from scripts import cli
+import tensorflow as tf
+
+def main(argv):
+  atexit.register(lambda: open(sys.argv[1] + "/atexit_ran", "w").close())
+  with tf.Graph().as_default():
+    writer = tf.compat.v1.summary.FileWriterCache.get(sys.argv[1])
+    writer.add_summary(tf.compat.v1.Summary(
+        value=[tf.compat.v1.Summary.Value(tag="x", simple_value=1.5)]), global_step=7)
+  print("unflushed line", end="")
+  if sys.argv[2] == "raise":
+    raise RuntimeError("boom")
+  return int(sys.argv[2])
+
+cli.run(main)
+"""
+
+
+class ExitTest(tf.test.TestCase, parameterized.TestCase):
+  """cli.run ends with os._exit: the code, atexit handlers, writers and output must survive."""
+
+  @parameterized.named_parameters(("ok", "0", 0), ("code", "3", 3), ("crash", "raise", 1))
+  def test_exit_code_atexit_handlers_summaries_and_output_survive(self, how, code):
+    out = self.create_tempdir().full_path
+    script = os.path.join(out, "script.py")
+    with open(script, "w") as f:
+      f.write(_EXITING_SCRIPT)
+    proc = subprocess.run([sys.executable, script, out, how], env=_env(), capture_output=True,
+                          text=True, timeout=300, check=False)
+    self.assertEqual(proc.returncode, code, proc.stderr[-2000:])
+    self.assertEqual(proc.stdout, "unflushed line")
+    self.assertTrue(os.path.exists(os.path.join(out, "atexit_ran")))
+    if how == "raise":
+      self.assertIn("RuntimeError: boom", proc.stderr)
+    events = [e for path in glob.glob(os.path.join(out, "events.out.tfevents.*"))
+              for e in tf.compat.v1.train.summary_iterator(path) if e.summary.value]
+    self.assertEqual([(e.step, e.summary.value[0].simple_value) for e in events], [(7, 1.5)])
+
+
 class LogStreamTest(tf.test.TestCase):
 
   @classmethod
