@@ -107,4 +107,6 @@ def read(segment, stride: int, chunk: int, spec: fs.FeatureSpec) -> tf.data.Data
   return tf.data.FixedLengthRecordDataset(
       path, record_bytes=body, header_bytes=header, footer_bytes=footer,
       buffer_size=min(chunk * stride, _READ_BUFFER)).map(
-          lambda block: _parse_block(block, path, stride, spec))
+          # Plain graph code: AutoGraph's conversion would only cost set-up time.
+          tf.autograph.experimental.do_not_convert(
+              lambda block: _parse_block(block, path, stride, spec)))

@@ -105,7 +105,10 @@ def stack_batches(dataset: tf.data.Dataset, steps_per_run: int,
     return out
 
   grouped = dataset.batch(steps_per_run * replicas, drop_remainder=True)
-  return grouped.map(lambda *e: tf.nest.map_structure(per_replica, e)).unbatch().prefetch(1)
+  # Plain graph code: AutoGraph's conversion would only cost set-up time.
+  stack = tf.autograph.experimental.do_not_convert(
+      lambda *e: tf.nest.map_structure(per_replica, e))
+  return grouped.map(stack).unbatch().prefetch(1)
 
 
 def stacked_input_fn(input_fn: Callable[..., tf.data.Dataset], steps_per_run: int):
