@@ -19,7 +19,9 @@ Two shapes of dataset:
                    parsed as NaN, so the model's preprocessing sees which values are missing
                    (model_fns/tabular.py turns NaN into the mean plus a missing indicator).
       categorical  string or int64 values: one per example (shape [1]; missing -> "" / -1), or
-                   `multivalent` (any number; parsed dense [B, max in batch], padded "" / -1).
+                   `multivalent`: up to K per example (shape [K], K the most the converter saw
+                   in one example), parsed dense [B, K] padded with "" / -1 (an Example with
+                   more values at serving time is cut to its first K).
       text         one string (missing -> "").
     `stats` is what the converter's analyze phase measured on the TRAIN split
     (input_fns/analyze.py: mean, std, quantiles; vocabulary size and top values) and
@@ -128,8 +130,9 @@ class Feature:
       raise SpecError(f"{where}: a text column is string, got {self.dtype}")
     if self.role and self.encoding == "raw":
       raise SpecError(f"{where}: table columns are stored as lists, not raw bytes")
-    if self.multivalent and (self.role != CATEGORICAL or self.shape != (1,)):
-      raise SpecError(f"{where}: only a categorical column of shape [1] can be multivalent")
+    if self.multivalent and (self.role != CATEGORICAL or len(self.shape) != 1):
+      raise SpecError(f"{where}: only a categorical column of shape [K] (K = the most values "
+                      f"one example holds) can be multivalent")
     if self.hash_buckets < 0 or (self.hash_buckets and self.vocabulary):
       raise SpecError(f"{where}: hash_buckets must be >= 0 and exclusive with a vocabulary")
     if (self.vocabulary or self.hash_buckets) and self.role != CATEGORICAL:
@@ -390,8 +393,8 @@ class FeatureSpec:
 
     Returns:
       (features, labels): features maps each feature name to a tensor of shape
-      [batch] + feature.shape in the feature's dtype (a multivalent column: [batch, the most
-      values in the batch], padded with its missing value), plus WEIGHT_KEY -> float32 [batch]
+      [batch] + feature.shape in the feature's dtype (a multivalent column's values padded with
+      its missing value), plus WEIGHT_KEY -> float32 [batch]
       when the spec has a weight_key and `with_label`; labels is int64 [batch] (float32 for
       REGRESSION; None without).
     """
@@ -400,7 +403,10 @@ class FeatureSpec:
     for f in self.features:
       value = parsed[f.name]
       if f.multivalent:
-        features[f.name] = tf.sparse.to_dense(value, default_value=f.missing_value)
+        dense = tf.sparse.to_dense(value, default_value=f.missing_value)[:, :f.size]
+        dense = tf.pad(dense, [[0, 0], [0, f.size - tf.shape(dense)[1]]],
+                       constant_values=f.missing_value)
+        features[f.name] = tf.ensure_shape(dense, [None, f.size])
         continue
       if f.encoding == "raw":
         value = tf.io.decode_raw(value, f.tf_dtype, fixed_length=f.size * f.tf_dtype.size)
@@ -527,10 +533,20 @@ def numeric_column(name: str, shape: Tuple[int, ...] = (1,), stats=None) -> Feat
 
 
 def categorical_column(name: str, dtype: str = "string", multivalent: bool = False,
-                       vocabulary: str = "", hash_buckets: int = 0, stats=None) -> Feature:
-  return Feature(name, dtype, (1,), "bytes_list" if dtype == "string" else "int64_list",
-                 role=CATEGORICAL, multivalent=multivalent, vocabulary=vocabulary,
-                 hash_buckets=hash_buckets, stats=stats)
+                       vocabulary: str = "", hash_buckets: int = 0, stats=None,
+                       max_values: Optional[int] = None) -> Feature:
+  """A categorical column; a multivalent one holds up to `max_values` values per example.
+
+  Raises:
+    SpecError: multivalent without max_values (or max_values without multivalent).
+  """
+  if multivalent != (max_values is not None):
+    raise SpecError(f"feature {name!r}: a multivalent column needs max_values (the most values "
+                    f"one example holds), and only a multivalent one has it")
+  return Feature(name, dtype, (max_values or 1,),
+                 "bytes_list" if dtype == "string" else "int64_list", role=CATEGORICAL,
+                 multivalent=multivalent, vocabulary=vocabulary, hash_buckets=hash_buckets,
+                 stats=stats)
 
 
 def text_column(name: str, stats=None) -> Feature:

@@ -142,6 +142,9 @@ def table_values(f: Any, value) -> Optional[list]:
     if number != item or number < 0:
       raise EncodeError(f"{where}: {item!r} is not a non-negative integer id")
     out.append(number)
+  if f.multivalent and len(out) > f.shape[0]:
+    raise EncodeError(f"{where}: {len(out)} values, the column holds at most {f.shape[0]} "
+                      f"(its max_values)")
   if not out and (f.role == input_kinds.CATEGORICAL or value is None):
     return None
   return out

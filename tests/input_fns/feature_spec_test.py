@@ -73,7 +73,8 @@ class FeatureSpecTest(tf.test.TestCase, parameterized.TestCase):
 def _table_spec(label_kind=fs.BINARY):
   return fs.table_spec(
       [fs.numeric_column("age"), fs.numeric_column("xy", (2,)), fs.categorical_column("work"),
-       fs.categorical_column("tags", multivalent=True), fs.categorical_column("zip", "int64"),
+       fs.categorical_column("tags", multivalent=True, max_values=3),
+       fs.categorical_column("zip", "int64"),
        fs.text_column("note")],
       label_names=("no", "yes") if label_kind != fs.REGRESSION else (),
       label_kind=label_kind, weight_key="w")
@@ -110,7 +111,7 @@ class TableSpecTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(np.isnan(features["age"]).all())
     self.assertEqual(features["work"].tolist(), [[b""]])
     self.assertEqual(features["zip"].tolist(), [[-1]])
-    self.assertEqual(features["tags"].shape, (1, 0))
+    self.assertEqual(features["tags"].tolist(), [[b"", b"", b""]])  # padded to max_values
 
   def test_regression_labels_are_floats(self):
     spec = _table_spec(fs.REGRESSION)
@@ -173,6 +174,7 @@ class TableSpecTest(tf.test.TestCase, parameterized.TestCase):
       ("numeric_text", {"age": "old"}, "'old' is not a number"),
       ("numeric_count", {"xy": [1, 2, 3]}, r"expected 2 number\(s\)"),
       ("negative_id", {"zip": -4}, "not a non-negative integer id"),
+      ("too_many_values", {"tags": ["a", "b", "c", "d"]}, "4 values, the column holds at most 3"),
       ("missing_key", {"drop": "note"}, "'note' is missing"),
       ("negative_weight", {fs.WEIGHT_KEY: -1.0}, "example weight -1.0"),
   )

@@ -43,7 +43,8 @@ class ExampleEncoderTest(tf.test.TestCase, parameterized.TestCase):
   def test_table_examples_equal_feature_spec_encode(self, label_kind):
     spec = fs.table_spec(
         [fs.numeric_column("age"), fs.numeric_column("xy", (2,)), fs.categorical_column("work"),
-         fs.categorical_column("tags", multivalent=True), fs.categorical_column("zip", "int64"),
+         fs.categorical_column("tags", multivalent=True, max_values=3),
+         fs.categorical_column("zip", "int64"),
          fs.text_column("note")],
         label_names=("no", "yes") if label_kind == fs.BINARY else (), label_kind=label_kind,
         weight_key="w")
