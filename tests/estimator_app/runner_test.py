@@ -2,6 +2,8 @@
 
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +15,56 @@ from estimator_app import runner
 from estimator_app.checkpoints import info as checkpoint_info
 from estimator_app.checkpoints import retention
 from estimator_app.training import hooks
+
+
+class _GatedExporter(tf.estimator.Exporter):
+  """Records (name, checkpoint, start, end) of each export, which waits until `gate` is set;
+  fails on the checkpoint named `fail`."""
+
+  def __init__(self, name, log, gate, fail=None):
+    self._name, self._log, self._gate, self._fail = name, log, gate, fail
+
+  @property
+  def name(self):
+    return self._name
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result, is_the_final_export):
+    start = time.monotonic()
+    # A timeout instead of a hang if the caller waits for its own export (no overlap at all).
+    if not self._gate.wait(timeout=30):
+      raise AssertionError("the export was never released: the caller waited for it")
+    if checkpoint_path == self._fail:
+      raise ValueError(f"validation failed for {checkpoint_path}")
+    self._log.append((self._name, checkpoint_path, start, time.monotonic()))
+    return export_path
+
+
+class OverlappedExportsTest(tf.test.TestCase):
+
+  def test_exports_run_beside_the_caller_one_checkpoint_at_a_time_in_order(self):
+    log, gate, overlapped = [], threading.Event(), runner.OverlappedExports()
+    latest = overlapped.wrap(_GatedExporter("latest", log, gate))
+    best = overlapped.wrap(_GatedExporter("best", log, gate))
+    self.assertEqual(latest.name, "latest")
+    latest.export(None, "base", "ckpt-1", {}, False)
+    best.export(None, "base", "ckpt-1", {}, False)
+    self.assertEmpty(log)  # both calls returned while their exports wait at the gate
+    gate.set()
+    latest.export(None, "base", "ckpt-2", {}, False)
+    # ckpt-2's export waited for both exports of ckpt-1, so they have finished already.
+    self.assertEqual([(n, c) for n, c, _, _ in log], [("latest", "ckpt-1"), ("best", "ckpt-1")])
+    overlapped.wait()
+    self.assertEqual([c for _, c, _, _ in log], ["ckpt-1", "ckpt-1", "ckpt-2"])
+    starts, ends = [e[2] for e in log], [e[3] for e in log]
+    self.assertTrue(all(s >= e for s, e in zip(starts[1:], ends[:-1])))  # never two at once
+
+  def test_a_failed_export_raises_at_the_next_wait(self):
+    gate, overlapped = threading.Event(), runner.OverlappedExports()
+    gate.set()
+    exporter = overlapped.wrap(_GatedExporter("latest", [], gate, fail="ckpt-1"))
+    exporter.export(None, "base", "ckpt-1", {}, False)  # returns: the failure is not known yet
+    with self.assertRaisesRegex(ValueError, "validation failed for ckpt-1"):
+      exporter.export(None, "base", "ckpt-2", {}, False)
 
 
 class RunnerTest(tf.test.TestCase, parameterized.TestCase):
