@@ -32,11 +32,17 @@ def stratified_split(labels: np.ndarray, eval_fraction: float, seed: int) -> np.
   Raises:
     SplitError: eval_fraction is outside [0, 1).
   """
+  return np.where(_eval_mask(labels, eval_fraction, seed), EVAL, TRAIN).astype(object)
+
+
+def _eval_mask(labels: np.ndarray, eval_fraction: float, seed: int) -> np.ndarray:
+  """stratified_split as a bool array [N] (True = EVAL): one byte per example, so a table of
+  10^8 rows splits without a Python object per row."""
   if not 0.0 <= eval_fraction < 1.0:
     raise SplitError(f"--eval_fraction must be in [0, 1), got {eval_fraction}")
   labels = np.asarray(labels)
   rng = np.random.default_rng(seed)
-  out = np.full(labels.shape, TRAIN, dtype=object)
+  out = np.zeros(labels.shape, dtype=bool)
   classes, inverse = np.unique(labels, return_inverse=True)
   members = []
   for c in range(len(classes)):
@@ -51,7 +57,7 @@ def stratified_split(labels: np.ndarray, eval_fraction: float, seed: int) -> np.
     order = np.lexsort((tie_break, -(quota - n_eval)))
     n_eval[order[:extra]] += 1
   for idx, n in zip(members, n_eval):
-    out[idx[:n]] = EVAL
+    out[idx[:n]] = True
   return out
 
 
@@ -63,10 +69,9 @@ def split_indices(labels: np.ndarray, eval_fraction: float, seed: int,
     SplitError: eval_fraction is outside [0, 1), or leaves the train split empty, or is
       > 0 but too small to leave any eval example from `source` (named in the message).
   """
-  assignment = stratified_split(labels, eval_fraction, seed)
+  is_eval = _eval_mask(labels, eval_fraction, seed)
   out = {}
-  for split in (TRAIN, EVAL):
-    idx = np.flatnonzero(assignment == split)
+  for split, idx in ((TRAIN, np.flatnonzero(~is_eval)), (EVAL, np.flatnonzero(is_eval))):
     if len(idx):
       out[split] = idx
   if TRAIN not in out:

@@ -201,7 +201,9 @@ def _write_shard(job: _Job, task: _Task, encoder: records.ExampleEncoder, result
   tmp = os.path.join(job.state_dir, task.name + ".tmp")
   final = os.path.join(job.directory, task.name)
   source = job.source
-  example_bytes = sum(f.size * np.dtype(f.dtype).itemsize for f in source.spec.features)
+  # Strings (table columns) have no fixed size: each counts as 64 bytes for the chunk size.
+  example_bytes = sum(f.size * (64 if f.dtype == "string" else np.dtype(f.dtype).itemsize)
+                      for f in source.spec.features)
   step = int(max(1, min(_CHUNK, _CHUNK_BYTES // max(example_bytes, 1))))
   writer = records.ShardWriter(tmp, job.compression)
   try:
@@ -211,10 +213,13 @@ def _write_shard(job: _Job, task: _Task, encoder: records.ExampleEncoder, result
       rows = encoder.encode_batch(*batch) if batch is not None else None
       if rows is not None:
         writer.write_rows(rows)
-      else:  # one by one, so that an error names its record
-        for rec in chunk:
+      else:  # one by one (from the loaded batch if there is one), so that an error names its record
+        for i, rec in enumerate(chunk):
           try:
-            values, label = source.load(task.split, rec)
+            if batch is None:
+              values, label = source.load(task.split, rec)
+            else:
+              values, label = {k: v[i] for k, v in batch[0].items()}, batch[1][i]
             data = encoder.encode(values, label)
           except errors.UserInputError as e:
             where, message = source.describe(task.split, rec), str(e)
@@ -565,7 +570,8 @@ def _manifest(directory: str, source: base.Source, options: WriteOptions, tasks:
   description = dict(source.description)
   description.update(num_shards=options.num_shards, shuffle_seed=options.shuffle_seed)
   return manifest_lib.Manifest(
-      directory=directory, spec=source.spec, splits={k: tuple(v) for k, v in splits.items()},
+      directory=directory, spec=dataclasses.replace(source.spec, assets_dir=directory),
+      splits={k: tuple(v) for k, v in splits.items()},
       compression=options.compression, source=description, fingerprint=fp,
       assets={role: name for role, (name, _) in source.assets.items()})
 
@@ -751,6 +757,7 @@ def _write_gcs(url: str, source: base.Source, options: WriteOptions, tasks: Sequ
 def write_dataset(output_dir: str, spec: fs.FeatureSpec,
                   examples: Iterable[Tuple[str, Mapping[str, Any], int]],
                   num_shards: int, source: Mapping[str, Any], compression: str = "",
+                  assets: Optional[Mapping[str, Tuple[str, bytes]]] = None,
                   **options: Any) -> manifest_lib.Manifest:
   """Writes (split, values, label) examples held in memory; see `write`.
 
@@ -761,6 +768,8 @@ def write_dataset(output_dir: str, spec: fs.FeatureSpec,
     num_shards: shards per split.
     source: JSON-able description stored in the manifest (e.g. {"format": "digits"}).
     compression: "" or "GZIP".
+    assets: role -> (file name, bytes) written beside the shards (e.g. "vocab/<column>" ->
+      the vocabulary a TABLE column's `vocabulary` names).
     **options: further WriteOptions fields (workers, shuffle_seed, ...).
 
   Returns:
@@ -771,14 +780,24 @@ def write_dataset(output_dir: str, spec: fs.FeatureSpec,
   """
   by_split = collections.defaultdict(list)
   digest = hashlib.sha256()
+  as_label = float if spec.label_kind == fs.REGRESSION else int
   for split, values, label in examples:
-    by_split[split].append((values, int(label)))
+    label = as_label(label)
+    by_split[split].append((values, label))
     for name in sorted(values):
-      arr = np.ascontiguousarray(values[name])
+      value = values[name]
+      if isinstance(value, (str, bytes, list, tuple)) or value is None:
+        digest.update(f"{split}\0{name}\0{value!r}".encode())  # table values (strings, lists)
+        continue
+      arr = np.ascontiguousarray(value)
       digest.update(f"{split}\0{name}\0{arr.dtype.str}{arr.shape}".encode())
       digest.update(arr.tobytes())
-    digest.update(f"\0{int(label)}\n".encode())
+    digest.update(f"\0{label!r}\n".encode() if isinstance(label, float)
+                  else f"\0{label}\n".encode())
+  for role, (name, data) in sorted((assets or {}).items()):
+    digest.update(f"\0asset {role} {name}\0".encode() + data)
   src = base.ListSource(spec, by_split, description=dict(source),
-                        identity={"source": dict(source), "content_sha256": digest.hexdigest()})
+                        identity={"source": dict(source), "content_sha256": digest.hexdigest()},
+                        assets=assets)
   return write(output_dir, src, WriteOptions(num_shards=num_shards, compression=compression,
                                              **options))

@@ -10,6 +10,7 @@ and absl's full `I1203 10:03:45.776403 1398 file.py:45]` prefix.
 
 import atexit
 import errno
+import importlib.abc
 import logging as std_logging
 import os
 import re
@@ -42,16 +43,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _VERBOSE else "3")
 
 # Keras (which TensorFlow imports) imports pandas whenever it is installed, for a Keras data
 # adapter no Estimator uses: ~0.5 s of every script's start-up. pandas is in the venv only as the
-# conversion benchmark's baseline; `import pandas` raises ImportError in scripts until
-# allow_pandas() (which that benchmark calls).
+# conversion benchmark's baseline; in scripts `import pandas` raises ImportError (as if it were
+# not installed: Keras and pyarrow then do without it) until allow_pandas().
+class _NoPandas(importlib.abc.MetaPathFinder):
+
+  def find_spec(self, fullname, path=None, target=None):
+    del path, target
+    if fullname == "pandas" or fullname.startswith("pandas."):
+      raise ImportError(f"{fullname} is not loaded by this project's scripts (see scripts/cli.py)",
+                        name=fullname)
+    return None
+
+
+_NO_PANDAS = _NoPandas()
 if "pandas" not in sys.modules:
-  sys.modules["pandas"] = None
+  sys.meta_path.insert(0, _NO_PANDAS)
 
 
 def allow_pandas() -> None:
   """Lets `import pandas` work again in this process (see above)."""
-  if sys.modules.get("pandas", False) is None:
-    del sys.modules["pandas"]
+  if _NO_PANDAS in sys.meta_path:
+    sys.meta_path.remove(_NO_PANDAS)
 
 
 from absl import app  # pylint: disable=g-import-not-at-top

@@ -9,6 +9,11 @@ is raised by `load` as a UserInputError, and the writer then removes what it wro
 
 `Source.identity` is what makes the dataset this dataset: content digests and the options that
 change the examples, never paths, so moving the inputs does not make a rerun "different".
+
+A source may hold resources (the table formats' memory-mapped spill file): the converter uses it
+as a context manager, or calls `close()`, once the writer is done. `summary()` is what the
+converter prints before writing, and a source opened for a dry run (`describe_only`, e.g.
+--describe) is not written at all.
 """
 
 import abc
@@ -42,9 +47,10 @@ class SourceOptions:
     labels: IDX labels file matching `images`.
     eval_images: IDX images of a separate eval split (optional).
     eval_labels: IDX labels matching `eval_images`.
-    input: the CSV file, image folder or text file.
-    label_column: CSV column holding the label.
-    image_shape: (H, W, C) of CSV pixel columns; None means numeric feature columns.
+    input: the CSV / TSV / Parquet / JSON Lines file, image folder or text file.
+    label_column: the table column holding the label.
+    image_shape: (H, W, C) of CSV pixel columns; None means a typed table
+      (input_fns/formats/table.py).
     image_size: (H, W) to resize images to; None keeps their (common) size.
     channels: 1 (grey) or 3 (RGB) for decoded images.
     max_length: tokens per text example (padded with 0 or truncated).
@@ -52,6 +58,23 @@ class SourceOptions:
     eval_fraction: share of each class sent to eval when the source has no eval split;
       None means DEFAULT_EVAL_FRACTION.
     seed: seeds the split (and the writer's shuffle).
+    delimiter: CSV field separator (one character).
+    column_names: names of the columns of a CSV / TSV file without a header row.
+    missing: markers of a missing table value, matched after whitespace trimming (the empty
+      string is always one).
+    columns: table column types overriding the inferred ones: "name:numeric",
+      "name:categorical", "name:text", "name:skip", "name:hash=N", "name:multi=SEP".
+    schema: a table schema JSON file (as --describe writes it) that replaces the inferred
+      types; with `describe`, where the inferred schema is written.
+    describe: a dry run: print the table's per-column summary and write its schema, no shards.
+    label_kind: "multiclass", "binary" or "regression"; "" infers it from the label values.
+    label_map: "raw=name" entries renaming raw label values (e.g. "<=50K=0").
+    weight_column: table column of per-example weights ("" for none).
+    eval_input: a separate eval file of a table (then eval_fraction does not apply).
+    vocab_top_k: at most this many values in a categorical column's vocabulary.
+    vocab_min_count: values seen fewer times in the train split stay out of a vocabulary.
+    hash_threshold: a categorical with more distinct values is hashed instead of given a
+      vocabulary.
   """
   images: str = ""
   labels: str = ""
@@ -66,6 +89,19 @@ class SourceOptions:
   max_vocab: int = 20000
   eval_fraction: Optional[float] = None
   seed: int = 0
+  delimiter: str = ","
+  column_names: Tuple[str, ...] = ()
+  missing: Tuple[str, ...] = ("", "NA")
+  columns: Tuple[str, ...] = ()
+  schema: str = ""
+  describe: bool = False
+  label_kind: str = ""
+  label_map: Tuple[str, ...] = ()
+  weight_column: str = ""
+  eval_input: str = ""
+  vocab_top_k: int = 100_000
+  vocab_min_count: int = 1
+  hash_threshold: int = 10_000
 
   @property
   def resolved_eval_fraction(self) -> float:
@@ -73,7 +109,7 @@ class SourceOptions:
 
 
 # Options naming input locations: in the manifest's source description, not in the identity.
-PATH_OPTIONS = ("images", "labels", "eval_images", "eval_labels", "input")
+PATH_OPTIONS = ("images", "labels", "eval_images", "eval_labels", "input", "eval_input", "schema")
 
 
 class Source(abc.ABC):
@@ -85,7 +121,11 @@ class Source(abc.ABC):
     description: goes into the manifest as "source" (format, paths, options, counts).
     identity: JSON-able; equal identities mean byte-identical examples.
     assets: role -> (file name, bytes) written beside the shards, e.g. a vocabulary.
+    describe_only: opened for a dry run (e.g. --describe): the converter prints `summary()`
+      and writes no shards.
   """
+
+  describe_only = False
 
   def __init__(self, spec: fs.FeatureSpec, splits: Mapping[str, Sequence[Any]],
                description: Mapping[str, Any], identity: Mapping[str, Any],
@@ -119,6 +159,19 @@ class Source(abc.ABC):
   def describe(self, split: str, record: Any) -> str:
     """Names a record for error messages, e.g. "data.csv line 12"."""
     return f"{self.description.get('format', 'source')} {split} record {record!r}"
+
+  def summary(self) -> str:
+    """Lines the converter prints before writing (e.g. per-column statistics); "" for none."""
+    return ""
+
+  def close(self) -> None:
+    """Releases what the source holds (temporary files); the default holds nothing."""
+
+  def __enter__(self) -> "Source":
+    return self
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    self.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,9 +231,10 @@ class ListSource(Source):
 
   def __init__(self, spec: fs.FeatureSpec,
                examples: Mapping[str, Sequence[Tuple[Mapping[str, Any], int]]],
-               description: Mapping[str, Any], identity: Mapping[str, Any]):
+               description: Mapping[str, Any], identity: Mapping[str, Any],
+               assets: Optional[Mapping[str, Tuple[str, bytes]]] = None):
     super().__init__(spec, {k: np.arange(len(v)) for k, v in examples.items()},
-                     description, identity)
+                     description, identity, assets)
     self._examples = {k: list(v) for k, v in examples.items()}
 
   def load(self, split, record):

@@ -1,14 +1,18 @@
-"""CSV files with a header row: one label column plus numeric feature columns.
+"""CSV files: a typed table, or with --image_shape rows of pixels.
 
-Without --image_shape every other column is a number and the example is a float32 vector
-(kind VECTOR, feature "vector", column order as in the header). With --image_shape=H,W,C the
-other columns are H*W*C integer pixels in 0..255, row-major, and the example is a uint8 image
-(kind IMAGE). Label names are the distinct values of the label column, sorted (numerically
-when they are all integers). Blank lines are skipped; everything else is checked before any
-shard is written, and errors name the file, line and column.
+Without --image_shape the file is a table (input_fns/formats/table.py: numeric, categorical and
+text columns, a TABLE spec with statistics and vocabularies; --delimiter, --column_names and
+the other table options apply).
+
+With --image_shape=H,W,C the file has a header row, a label column and H*W*C integer pixel
+columns in 0..255, row-major, and the example is a uint8 image (kind IMAGE). Label names are
+the distinct values of the label column, sorted (numerically when they are all integers).
+Blank lines are skipped; everything else is checked before any shard is written, and errors
+name the file, line and column. The table options do not apply then.
 """
 
 import csv as csv_lib
+import dataclasses
 import hashlib
 import io
 from typing import List, Tuple
@@ -18,8 +22,11 @@ import numpy as np
 from input_fns import feature_spec as fs
 from input_fns import splits as splits_lib
 from input_fns.formats import base
+from input_fns.formats import table
 
 NAME = "csv"
+# What pixel mode reads: its description and identity keep exactly these, as before tables.
+_PIXEL_OPTIONS = ("input", "label_column", "image_shape", "eval_fraction", "seed")
 
 
 class CsvError(base.SourceError):
@@ -67,7 +74,25 @@ def _numbers(path: str, cells: List[List[str]], lines: List[int], columns: List[
 
 
 def open_source(opts: base.SourceOptions) -> base.Source:
-  """Reads and checks the whole CSV file named by --input.
+  """Opens --input as a table, or as pixel rows with --image_shape.
+
+  Raises:
+    FormatError: a table option given with --image_shape.
+    UserInputError subclasses: see `open_pixels` and table.open_table.
+  """
+  if opts.image_shape is None:
+    return table.open_table(opts, table.CSV, FORMAT)
+  defaults = base.SourceOptions()
+  for name in FORMAT.options:
+    if name not in _PIXEL_OPTIONS and getattr(opts, name) != getattr(defaults, name):
+      raise base.FormatError(f"--{name} does not apply to --format=csv with --image_shape "
+                             f"(pixel columns; it reads: "
+                             f"{', '.join('--' + o for o in _PIXEL_OPTIONS)})")
+  return open_pixels(opts)
+
+
+def open_pixels(opts: base.SourceOptions) -> base.Source:
+  """Reads and checks the whole CSV file of pixel rows named by --input (--image_shape set).
 
   Raises:
     CsvError / SourceError / SplitError: missing file or label column, ragged rows,
@@ -98,39 +123,32 @@ def open_source(opts: base.SourceOptions) -> base.Source:
   index = {name: i for i, name in enumerate(names)}
   labels = np.array([index[s] for s in label_strings], dtype=np.int64)
 
-  if opts.image_shape is not None:
-    height, width, channels = opts.image_shape
-    if height * width * channels != len(columns):
-      raise CsvError(f"{path}: --image_shape={height},{width},{channels} needs "
-                     f"{height * width * channels} pixel columns, the file has {len(columns)}")
-    bad = (values != np.round(values)) | (values < 0) | (values > 255)
-    if bad.any():
-      r, c = np.argwhere(bad)[0]
-      raise CsvError(f"{path}:{lines[r]}: column {columns[c]!r}: {cells[r][c]!r} is not an "
-                     f"integer pixel value in 0..255")
-    spec = fs.image_spec(height, width, channels, names, value_range=(0, 255))
-    features = {"image": values.astype(np.uint8).reshape(-1, height, width, channels)}
-  else:
-    as_float32 = values.astype(np.float32)
-    if not np.isfinite(as_float32).all():
-      r, c = np.argwhere(~np.isfinite(as_float32))[0]
-      raise CsvError(f"{path}:{lines[r]}: column {columns[c]!r}: {cells[r][c]!r} does not "
-                     f"fit float32")
-    spec = fs.vector_spec(len(columns), names)
-    features = {"vector": as_float32}
+  height, width, channels = opts.image_shape
+  if height * width * channels != len(columns):
+    raise CsvError(f"{path}: --image_shape={height},{width},{channels} needs "
+                   f"{height * width * channels} pixel columns, the file has {len(columns)}")
+  bad = (values != np.round(values)) | (values < 0) | (values > 255)
+  if bad.any():
+    r, c = np.argwhere(bad)[0]
+    raise CsvError(f"{path}:{lines[r]}: column {columns[c]!r}: {cells[r][c]!r} is not an "
+                   f"integer pixel value in 0..255")
+  spec = fs.image_spec(height, width, channels, names, value_range=(0, 255))
+  features = {"image": values.astype(np.uint8).reshape(-1, height, width, channels)}
 
   split_indices = splits_lib.split_indices(labels, opts.resolved_eval_fraction, opts.seed,
                                            source=path)
-  description = {"format": NAME, **base.options_used(FORMAT, opts, with_paths=True),
+  description = {"format": NAME, **base.options_used(_PIXELS, opts, with_paths=True),
                  "columns": columns, "counts": {k: len(v) for k, v in split_indices.items()}}
-  identity = {"format": NAME, **base.options_used(FORMAT, opts, with_paths=False),
+  identity = {"format": NAME, **base.options_used(_PIXELS, opts, with_paths=False),
               "content_sha256": hashlib.sha256(raw).hexdigest()}
   return base.ArraySource(spec, features, labels, split_indices, description, identity,
                           record_name=lambda i: f"{path} line {lines[i]}")
 
 
 FORMAT = base.Format(
-    name=NAME, open=open_source,
-    options=("input", "label_column", "image_shape", "eval_fraction", "seed"),
-    summary="CSV with a header row: --label_column plus numeric columns (or pixels with "
-            "--image_shape=H,W,C)")
+    name=NAME, open=open_source, options=table.CSV_OPTIONS + ("image_shape",),
+    summary="CSV table with a header row (or --column_names): typed numeric, categorical and "
+            "text columns plus --label_column, stats and vocabularies (see --columns, --schema, "
+            "--describe); or pixel columns with --image_shape=H,W,C")
+# Pixel mode's view of the format (not registered): the options it reads.
+_PIXELS = dataclasses.replace(FORMAT, open=open_pixels, options=_PIXEL_OPTIONS)

@@ -8,6 +8,7 @@ from input_fns.formats import csv
 from input_fns.formats import digits
 from input_fns.formats import idx
 from input_fns.formats import image_dir
+from input_fns.formats import table
 from input_fns.formats import text
 
 _FORMATS = {f.name: f for f in (
@@ -15,6 +16,9 @@ _FORMATS = {f.name: f for f in (
     digits.FORMAT,
     idx.FORMAT,
     image_dir.FORMAT,
+    table.JSONL_FORMAT,
+    table.PARQUET_FORMAT,
+    table.TSV_FORMAT,
     text.FORMAT,
 )}
 

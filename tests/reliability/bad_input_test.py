@@ -112,6 +112,22 @@ CASES = [
     ("make_tfrecords: wrong shape", "make_tfrecords",
      ["--format=csv", "--input={R}/c16.csv", "--image_shape=8,8,1", "--output_dir={R}/ds"], {},
      r"{R}/c16.csv: --image_shape=8,8,1 needs 64 pixel columns, the file has 16"),
+    ("make_tfrecords: csv ragged row", "make_tfrecords",
+     ["--format=csv", "--input={R}/ragged.csv", "--output_dir={R}/ds"], {},
+     r"{R}/ragged.csv:4: 2 fields, but the header has 3 \(ragged row\)"),
+    ("make_tfrecords: csv label not in --label_map", "make_tfrecords",
+     ["--format=csv", "--input={R}/c16.csv", "--label_map=c1=a,c2=b", "--output_dir={R}/ds"], {},
+     r"{R}/c16.csv:2: column 'label': label 'c0' is not in --label_map \(it maps c1, c2\)"),
+    ("make_tfrecords: csv column in --columns missing", "make_tfrecords",
+     ["--format=csv", "--input={R}/c16.csv", "--columns=p100:skip", "--output_dir={R}/ds"], {},
+     r"--columns: no column 'p100' in {R}/c16.csv; did you mean 'p10'"),
+    ("make_tfrecords: csv malformed --schema", "make_tfrecords",
+     ["--format=csv", "--input={R}/c16.csv", "--schema={R}/bad.json", "--output_dir={R}/ds"], {},
+     r"--schema={R}/bad.json: not valid JSON \(line 1, column 2: "),
+    ("make_tfrecords: csv table option with --image_shape", "make_tfrecords",
+     ["--format=csv", "--input={R}/c16.csv", "--image_shape=4,4,1", "--missing=?",
+      "--output_dir={R}/ds"], {},
+     r"--missing does not apply to --format=csv with --image_shape"),
     ("make_tfrecords: corrupt IDX file", "make_tfrecords",
      ["--format=idx", "--images={R}/bad.json", "--labels={R}/bad.json", "--output_dir={R}/ds"],
      {}, r"{R}/bad.json: .*IDX"),
@@ -198,6 +214,7 @@ class BadInputTest(parameterized.TestCase):
     assert result.returncode == 0, result.stderr[-3000:]
     files = {"bad.json": "{bad", "list.json": "[1]", "afile": "a regular file\n",
              "notab.tsv": "positive great film\n",
+             "ragged.csv": "a,b,label\n1,2,x\n\n3,y\n",
              # A string that would create a file if anything evaluated it.
              "expr.json": json.dumps({"optimization": {
                  "learning_rate": f"__import__('os').system('touch {root}/pwned') or 0.1"}})}

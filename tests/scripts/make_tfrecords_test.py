@@ -1,6 +1,7 @@
 """//scripts:make_tfrecords: flags -> frozen config, conversion, and the real CLI's exit codes
 and one-line errors."""
 
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,33 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaises(AttributeError):
       cfg.format = "idx"  # frozen
 
+  def test_table_flags_become_source_options(self):
+    root = self.create_tempdir().full_path
+    with flagsaver.flagsaver(format="csv", input="t.tsv", output_dir="out", delimiter="tab",
+                             column_names=["a", "b", "y"], missing=["?", "NA"],
+                             columns=["a:numeric", "b:multi=|"], label_column="y",
+                             label_kind="binary", label_map=["<=50K=0", ">50K=1"],
+                             weight_column="w", eval_input="e.csv", vocab_top_k=50,
+                             vocab_min_count=2, hash_threshold=99, describe=True):
+      os.environ["BUILD_WORKING_DIRECTORY"] = root
+      try:
+        cfg = make_tfrecords_flags.config_from_flags()
+      finally:
+        del os.environ["BUILD_WORKING_DIRECTORY"]
+    src = cfg.source
+    self.assertEqual((src.delimiter, src.column_names, src.missing, src.columns),
+                     ("\t", ("a", "b", "y"), ("", "?", "NA"), ("a:numeric", "b:multi=|")))
+    self.assertEqual((src.label_kind, src.label_map, src.weight_column),
+                     ("binary", ("<=50K=0", ">50K=1"), "w"))
+    self.assertEqual((src.vocab_top_k, src.vocab_min_count, src.hash_threshold), (50, 2, 99))
+    self.assertEqual(src.eval_input, os.path.join(root, "e.csv"))
+    self.assertTrue(src.describe)
+    self.assertEqual(src.schema, os.path.join(root, "out.schema.json"))  # --describe's default
+    with flagsaver.flagsaver(format="csv", input="t.csv", output_dir="out"):
+      defaults = make_tfrecords_flags.config_from_flags().source
+    self.assertEqual((defaults.missing, defaults.schema, defaults.label_kind, defaults.delimiter),
+                     (("", "NA"), "", "", ","))
+
   @parameterized.named_parameters(
       ("shape", dict(format="csv", output_dir="o", image_shape="28,28"),
        r"--image_shape must be H,W,C \(3 positive integers\), got '28,28'"),
@@ -98,6 +126,52 @@ class MakeTfrecordsTest(tf.test.TestCase, parameterized.TestCase):
       features, got_labels = test_data.read_split(m, split)
       got += test_data.example_keys(features["image"], got_labels)
     self.assertEqual(sorted(got), test_data.example_keys(src_images[..., None], src_labels))
+
+  def _adult(self):
+    path = os.path.join(self.create_tempdir().full_path, "adult.csv")
+    with open(path, "w") as f:
+      f.write("age,workclass,income\n" + "".join(
+          f"{20 + i % 50}, {['Private', 'State-gov', '?'][i % 3]} ,"
+          f"{['<=50K', '>50K'][i % 4 == 0]}\n" for i in range(40)))
+    return path
+
+  def test_cli_describe_prints_the_summary_writes_the_schema_and_no_dataset(self):
+    path = self._adult()
+    out = os.path.join(self.create_tempdir().full_path, "ds")
+    result = _cli("--format=csv", f"--input={path}", "--label_column=income", "--missing=?",
+                  "--label_map=<=50K=0,>50K=1", f"--output_dir={out}", "--describe")
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertRegex(result.stdout, r"age +numeric +int +missing 0.0%")
+    self.assertRegex(result.stdout, r"workclass +categorical +missing 33.3%")
+    self.assertIn(f"schema written to {out}.schema.json", result.stdout)
+    self.assertNotIn("dataset:", result.stdout)
+    self.assertFalse(os.path.exists(out))
+    with open(out + ".schema.json") as f:
+      schema = json.load(f)
+    self.assertEqual([(c["name"], c["type"]) for c in schema["columns"]],
+                     [("age", "numeric"), ("workclass", "categorical")])
+    schema["columns"][0]["type"] = "categorical"
+    with open(out + ".schema.json", "w") as f:
+      json.dump(schema, f)
+    result = _cli("--format=csv", f"--input={path}", "--label_column=income", "--missing=?",
+                  "--label_map=<=50K=0,>50K=1", f"--output_dir={out}",
+                  f"--schema={out}.schema.json")
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    self.assertRegex(result.stdout, r"age +categorical")
+    self.assertIn(f"dataset: {out}", result.stdout)
+    m = manifest_lib.read(out)
+    self.assertEqual((m.spec.feature("age").role, m.spec.label_kind), ("categorical", "binary"))
+    self.assertEqual(sorted(m.assets), ["vocab/age", "vocab/workclass"])
+
+  def test_cli_table_error_is_one_line(self):
+    path = self._adult()
+    out = os.path.join(self.create_tempdir().full_path, "ds")
+    result = _cli("--format=csv", f"--input={path}", "--label_column=income",
+                  "--label_map=<=50K=0", f"--output_dir={out}")
+    self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+    self.assertRegex(result.stderr.strip().splitlines()[-1],
+                     r"^error: .*adult.csv:2: column 'income': label '>50K' is not in --label_map")
+    self.assertFalse(os.path.exists(out))
 
   @parameterized.named_parameters(
       ("wrong_magic", "magic", r"wrong magic number 0x00000801"),
