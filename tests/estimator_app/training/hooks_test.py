@@ -141,6 +141,42 @@ class QuickEvalHookTest(tf.test.TestCase):
     self.assertTrue(tf.io.gfile.glob(os.path.join(est.model_dir, "eval_quick", "events.*")))
 
 
+  def test_each_quick_evaluation_equals_the_stock_evaluation_of_those_weights(self):
+    # Checkpoints at the quick steps, so the stock Estimator.evaluate can see the same weights
+    # the hook copied from the training session into its one kept evaluation session.
+    model_dir = self.create_tempdir().full_path
+    est = tiny_estimator.estimator(model_dir, save_checkpoints_steps=5, keep_checkpoint_max=10,
+                                   learning_rate=0.05)
+    results = []
+    eval_fn = tiny_estimator.input_fn(n=48, batch_size=16, training=False, seed=4)
+    hook = hooks.QuickEvalHook(hooks.TrainingClock(), est, eval_fn, steps=2, name="quick",
+                               every_n_steps=5, total_steps=20, examples=32,
+                               log_fn=results.append)
+    est.train(tiny_estimator.input_fn(), max_steps=20, hooks=[hook])
+    self.assertEqual(hook.evaluated_steps, [5, 10, 15])
+    quick = {int(step): tags for step, tags in _eval_scalars(est.eval_dir("quick")).items()}
+    self.assertEqual(sorted(quick), [5, 10, 15])
+    losses = set()
+    for step in (5, 10, 15):
+      stock = est.evaluate(eval_fn, steps=2, checkpoint_path=os.path.join(
+          model_dir, f"model.ckpt-{step}"), name="stock")
+      self.assertAllClose(quick[step]["loss"], stock["loss"], rtol=1e-6)
+      self.assertAllClose(quick[step]["accuracy"], stock["accuracy"], rtol=1e-6)
+      losses.add(round(float(stock["loss"]), 6))
+    self.assertLen(losses, 3)  # three different weights, each evaluated as its own
+
+
+def _eval_scalars(event_dir):
+  """{step: {tag: value}} of the scalar summaries in an eval directory."""
+  out = {}
+  for path in tf.io.gfile.glob(os.path.join(event_dir, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.HasField("simple_value"):
+          out.setdefault(event.step, {})[value.tag] = value.simple_value
+  return out
+
+
 class _SlowEvaluation(tf.estimator.CheckpointSaverListener):
   """Stands for train_and_evaluate's listener: evaluates (sleeps) in after_save."""
 
