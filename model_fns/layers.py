@@ -1,5 +1,8 @@
 """Building blocks the models share, so each model file holds only what makes it that model.
 
+TABLE inputs (named numeric / categorical / text columns) are preprocessed in the graph by
+model_fns/tabular.py; `flat_input` reads them through `tabular.deep_input`.
+
 All blocks are tf.keras layers called in graph mode (the Estimator builds a tf.compat.v1 graph),
 with explicit layer names: variable names are `<model>/<layer>/<weight>`, stable across runs,
 which warm starts and checkpoint maps rely on. Variables are plain resource variables in
@@ -12,6 +15,7 @@ import tensorflow as tf
 
 from input_fns import errors
 from input_fns import feature_spec as fs
+from model_fns import tabular
 
 
 class UnsupportedInputError(errors.UserInputError):
@@ -21,9 +25,16 @@ class UnsupportedInputError(errors.UserInputError):
 def check_kind(model: str, spec: fs.FeatureSpec, kinds: Sequence[str]) -> None:
   """Raises UnsupportedInputError unless the dataset's input kind is one of `kinds`."""
   if spec.kind not in kinds:
+    what = ("the dataset is a table (named numeric, categorical and text columns)"
+            if spec.kind == fs.TABLE else f"dataset feature {spec.input_key!r} is {spec.kind}")
     raise UnsupportedInputError(
-        f"model {model!r} reads {' or '.join(kinds)} inputs; dataset feature "
-        f"{spec.input_key!r} is {spec.kind} (pick another --model)")
+        f"model {model!r} reads {' or '.join(kinds)} inputs; {what} (pick another --model)")
+
+
+def model_scope(name: str):
+  """The name scope of a model's layers: `name` exactly, even when a feature (a table column)
+  has that name, so variable names stay `<name>/...` in every graph (tabular.exact_scope)."""
+  return tabular.exact_scope(name)
 
 
 def activation(name: str):
@@ -64,8 +75,9 @@ def token_ids(features, spec: fs.FeatureSpec) -> tf.Tensor:
 
 
 def output_logits(x: tf.Tensor, spec: fs.FeatureSpec) -> tf.Tensor:
-  """The final linear layer, named `logits`; float32 even under a mixed-precision policy."""
-  logits = tf.keras.layers.Dense(spec.num_classes, name="logits")(x)
+  """The final linear layer, named `logits`, of width spec.logits_dimension (C classes; 1 for
+  a binary or a regression label); float32 even under a mixed-precision policy."""
+  logits = tf.keras.layers.Dense(spec.logits_dimension, name="logits")(x)
   return tf.cast(logits, tf.float32)
 
 
@@ -137,24 +149,31 @@ def bag_of_embeddings(ids: tf.Tensor, vocab_size: int, dim: int, combiner: str,
     float [B, dim].
   """
   emb = embed_tokens(ids, vocab_size, dim, name)
-  mask = tf.cast(tf.not_equal(ids, 0), emb.dtype)[..., tf.newaxis]
-  total = tf.reduce_sum(emb * mask, axis=1)
-  count = tf.reduce_sum(mask, axis=1)
-  if combiner == "sum":
-    return total
-  if combiner == "mean":
-    return total / tf.maximum(count, 1.0)
-  if combiner == "sqrtn":
-    return total / tf.sqrt(tf.maximum(count, 1.0))
-  raise ValueError(f"unknown combiner {combiner!r}")
+  return tabular.combine(emb, tf.not_equal(ids, 0), combiner)
 
 
-COMBINERS = ("sum", "mean", "sqrtn")
+COMBINERS = tabular.COMBINERS
 
 
 def flat_input(features, spec: fs.FeatureSpec, embedding_dim: int, combiner: str) -> tf.Tensor:
-  """The input as one vector per example: a bag of token embeddings for TOKENS, the flattened
-  float input otherwise (what `linear` and `dnn` read)."""
+  """The input as one float vector per example (what `linear` and `dnn` read).
+
+  Args:
+    features: the model's feature dict.
+    spec: the dataset's spec.
+    embedding_dim: width of the token embeddings (TOKENS) or of each categorical / text
+      column's embedding (TABLE); 0: tabular.auto_embedding_dim of the id count.
+    combiner: how a row's token embeddings (TOKENS) or a multivalent column's embeddings
+      (TABLE) combine: "mean", "sum" or "sqrtn".
+
+  Returns:
+    float [B, D]: a bag of token embeddings for TOKENS; tabular.deep_input (normalized
+    numerics, missing indicators, column embeddings; variables input/<column>/embeddings) for
+    TABLE; the flattened float input otherwise.
+  """
   if spec.kind == fs.TOKENS:
-    return bag_of_embeddings(token_ids(features, spec), spec.vocab_size, embedding_dim, combiner)
+    dim = embedding_dim or tabular.auto_embedding_dim(spec.vocab_size)
+    return bag_of_embeddings(token_ids(features, spec), spec.vocab_size, dim, combiner)
+  if spec.kind == fs.TABLE:
+    return tabular.deep_input(features, spec, embedding_dim=embedding_dim, combiner=combiner)
   return tf.keras.layers.Flatten(name="flatten")(float_input(features, spec))

@@ -1,17 +1,20 @@
 """The one model_fn builder shared by every model: the model, its head and its train op.
 
 `build_model_fn(model_def, hparams, spec, train_cfg)` wraps a model's
-`build_logits(features, spec, hparams, training) -> logits [B, C]` into an Estimator model_fn.
-It composes three parts:
+`build_logits(features, spec, hparams, training) -> logits [B, spec.logits_dimension]` into an
+Estimator model_fn. It composes three parts:
 
   model_fns/head.py        the per-task math of every mode: predictions, loss, eval metrics,
-                           export outputs (PREDICT and EVAL specs come from the head as they are).
+                           export outputs (PREDICT and EVAL specs come from the head as they are),
+                           the head of the dataset's label kind (`head.make_head`: multiclass,
+                           binary or regression).
   model_fns/train_config.py  TrainConfig, the settings below (TensorFlow-free, for flags).
   this module              building the model (mixed precision, its variables, its
                            state updates); the train op: an optimizer by name with a
-                           learning-rate schedule, optional clipping by global norm, the model's
-                           state updates (batch-norm moving averages) run with every step; the
-                           training summaries of model_fns/summaries.py.
+                           learning-rate schedule (or one per optimizer group, below), optional
+                           clipping by global norm, the model's state updates (batch-norm moving
+                           averages) run with every step; the training summaries of
+                           model_fns/summaries.py.
   model_fns/multi_step.py  steps_per_run K: K such steps chained in one session.run, on K
                            stacked batches (`stacked_input_fn`).
 
@@ -19,6 +22,19 @@ Entry points: `build_model_fn`, `state_updates`. Callers import `TrainConfig`,
 `TrainConfigError`, `PRECISIONS` (model_fns/train_config.py), `stack_batches`,
 `stacked_input_fn` (model_fns/multi_step.py) and `PREDICT_KEYS`, `SERVING_DEFAULT`,
 `PREDICT_OUTPUT`, `CLASSIFICATION_OUTPUT` (model_fns/head.py) from here too, as before the split.
+
+Example weights: with `spec.weight_key`, TRAIN and EVAL features carry per-example weights under
+feature_spec.WEIGHT_KEY; they are taken out of the features before the model is built (a model
+never sees them) and weight the head's loss and metrics.
+
+Optimizer groups: a model whose registry entry has `optimizer_groups` (wide_deep) names
+(variable-name prefix, optimizer, base learning rate) per part. The gradients of the one loss
+are computed once, clipped together, and each group's share applied by its own optimizer
+(optimization.GroupedOptimizer) in one train op that counts one global step; every trainable
+variable must fall in exactly one group. TrainConfig's optimizer and learning_rate then go
+unused; its schedule shapes every group's rate alike (rate_g(step) = base_g * schedule(step) /
+learning_rate), and float16 loss scaling skips or applies all groups' steps together. Each
+group's rate is summarized as `<group>/learning_rate` (e.g. linear/learning_rate).
 
 Mixed precision: with precision "float16" or "bfloat16" the model is built under the matching
 Keras mixed policy (variables float32, computation 16-bit), so models must build their layers
@@ -42,7 +58,6 @@ from absl import logging
 
 from input_fns import feature_spec as fs
 from model_fns import head as head_lib
-from model_fns import metrics as metrics_lib
 from model_fns import multi_step
 from model_fns import optimization
 from model_fns import summaries
@@ -126,9 +141,21 @@ class _TrainStep(NamedTuple):
   logits: tf.Tensor
   model_variables: List[tf.Variable]
   loss: tf.Tensor
-  cross_entropy: tf.Tensor
+  data_loss: tf.Tensor
   regularization: tf.Tensor
   grad_norm: Optional[tf.Tensor]
+
+
+# The summary tag of the head's data loss (losses/cross_entropy for the classifiers).
+_DATA_LOSS_TAGS = {head_lib.REGRESSION: "losses/squared_error"}
+
+
+class _Rate(NamedTuple):
+  """One learning rate of the train op: its summary tag, base rate and (groups) optimizer."""
+  tag: str
+  base: float
+  prefix: str = ""  # a group's variable-name prefix; "" for TrainConfig's one optimizer
+  optimizer: str = ""
 
 
 # (model, hparams) already described in this process: a run builds the same
@@ -136,7 +163,8 @@ class _TrainStep(NamedTuple):
 _DESCRIBED = set()
 
 
-def _describe_once(name: str, hparams, train_cfg: "TrainConfig", variables) -> None:
+def _describe_once(name: str, hparams, train_cfg: "TrainConfig", variables,
+                   rates: Sequence[_Rate] = ()) -> None:
   key = (name, repr(hparams))  # an export's model_fn has the same model, not all of training's
   if key in _DESCRIBED:
     return
@@ -144,6 +172,11 @@ def _describe_once(name: str, hparams, train_cfg: "TrainConfig", variables) -> N
   fields = ", ".join(f"{f.name}={getattr(hparams, f.name)!r}" for f in dataclasses.fields(hparams)
                      ) if dataclasses.is_dataclass(hparams) else repr(hparams)
   logging.info("model %s: %s", name, fields)
+  groups = [r for r in rates if r.prefix]
+  if groups:
+    logging.info("model %s trains with %d optimizers (TrainConfig's optimizer and learning_rate "
+                 "unused): %s", name, len(groups),
+                 "; ".join(f"{r.prefix}/*: {r.optimizer} at {r.base:g}" for r in groups))
   logging.debug("train config %s", train_cfg.to_json())
   summaries.log_variables(name, variables)
 
@@ -152,26 +185,48 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
   """Returns an Estimator model_fn for `model_def` with `hparams` on data described by `spec`.
 
   Args:
-    model_def: a registry.ModelDef (its name and build_logits are used).
+    model_def: a registry.ModelDef (its name, build_logits and optimizer_groups are used).
     hparams: the model's hyperparameters (an instance of model_def.hparams_cls).
-    spec: the dataset's feature spec (input key, kind, label names).
+    spec: the dataset's feature spec (input key, kind, label kind and names, weight key).
     train_cfg: optimization and reporting settings.
 
   Returns:
-    model_fn(features, labels, mode) -> tf.estimator.EstimatorSpec. Labels are int class ids
-    [B] (or [B, 1]); the graph checks they lie in [0, num_classes). With
-    train_cfg.steps_per_run K > 1, TRAIN features and labels are K stacked batches.
+    model_fn(features, labels, mode) -> tf.estimator.EstimatorSpec. Labels are what the
+    dataset's head takes: int class ids [B] (or [B, 1]) checked to lie in [0, num_classes)
+    (multiclass, binary), float targets [B] checked to be finite (regression). With
+    spec.weight_key, TRAIN and EVAL features hold the example weights under
+    feature_spec.WEIGHT_KEY. With train_cfg.steps_per_run K > 1, TRAIN features and labels are
+    K stacked batches.
 
-  Raises (from model_fn, when it builds a graph):
-    ValueError: the model's logits are not [batch, num_classes]; TRAIN or EVAL without labels;
-      a loss that depends on no trainable variable; with steps_per_run > 1, unstacked TRAIN
-      inputs or a model whose later builds make other variables than its first (see
-      multi_step.chain_steps). These are model or input_fn bugs, not user input errors.
+  Raises:
+    TrainConfigError: a head setting of train_cfg (label_smoothing, top_k) that does not apply
+      to the dataset's label kind.
+    ValueError: the model's optimizer groups name an unknown optimizer or a rate <= 0.
+    From model_fn, when it builds a graph: ValueError: the model's logits are not
+      [batch, spec.logits_dimension]; TRAIN or EVAL without labels; a loss that depends on no
+      trainable variable; a trainable variable in no optimizer group or in several; with
+      steps_per_run > 1, unstacked TRAIN inputs or a model whose later builds make other
+      variables than its first (see multi_step.chain_steps). These are model or input_fn bugs,
+      not user input errors.
   """
-  num_classes = spec.num_classes
-  head = head_lib.ClassificationHead(spec.label_names, label_smoothing=train_cfg.label_smoothing,
-                                     l1=train_cfg.l1, l2=train_cfg.l2, top_k=train_cfg.top_k)
+  try:
+    head = head_lib.make_head(spec.label_kind, spec.label_names,
+                              label_smoothing=train_cfg.label_smoothing, l1=train_cfg.l1,
+                              l2=train_cfg.l2, top_k=train_cfg.top_k)
+  except ValueError as e:
+    raise TrainConfigError(f"the dataset's {spec.label_kind} label: {e}") from e
+  logits_dimension = head.logits_dimension
+  rates = _rates(model_def, hparams, spec, train_cfg)
   first_build = [True]  # per model_fn; _describe_once then keeps it to one report per process
+
+  def split_weights(features):
+    """(the model's features, the example weights or None): the weights never reach the
+    model."""
+    if not isinstance(features, dict) or fs.WEIGHT_KEY not in features:
+      return features, None
+    features = dict(features)
+    weights = features.pop(fs.WEIGHT_KEY)
+    return features, (weights if spec.weight_key else None)
 
   def build(features, training: bool, shared: Optional[multi_step.SharedVariables] = None):
     """Builds the model once: (float32 logits, the ops it made, its variables, the losses it
@@ -190,12 +245,12 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
     else:
       model_variables = [v for v in tf.compat.v1.global_variables()
                          if v.op.name not in vars_before]
-    if logits.shape.rank != 2 or logits.shape[-1] != num_classes:
+    if logits.shape.rank != 2 or logits.shape[-1] != logits_dimension:
       raise ValueError(f"model {model_def.name!r} returned logits of shape {logits.shape}; "
-                       f"expected [batch, {num_classes}]")
+                       f"expected [batch, {logits_dimension}]")
     if first_build[0]:
       first_build[0] = False
-      _describe_once(model_def.name, hparams, train_cfg, model_variables)
+      _describe_once(model_def.name, hparams, train_cfg, model_variables, rates)
     model_losses = graph.get_collection(tf.compat.v1.GraphKeys.REGULARIZATION_LOSSES)
     return tf.cast(logits, tf.float32), model_ops, model_variables, model_losses[losses_before:]
 
@@ -203,30 +258,35 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
     """K = steps_per_run optimizer steps, each on its own batch, one after the other."""
     graph = tf.compat.v1.get_default_graph()
     global_step = tf.compat.v1.train.get_or_create_global_step()
-    step_lr = {}  # the learning rate of the step being built; the optimizer reads it
-    optimizer = _optimizer(train_cfg, lambda: step_lr["now"])
+    step_lr = {}  # tag -> the learning rate of the step being built; the optimizers read it
+    optimizer = _optimizer(train_cfg, rates, step_lr)
+    prefixes = [r.prefix for r in rates if r.prefix]
 
     def train_step(batch, batch_labels, shared):
+      batch, example_weights = split_weights(batch)
       logits, model_ops, model_variables, model_losses = build(batch, True, shared)
       batch_labels = head.checked_labels(batch_labels)
-      loss, cross_entropy, regularization = head.loss(
-          batch_labels, logits, _trainable(model_variables), model_losses)
+      loss, data_loss, regularization = head.loss(
+          batch_labels, logits, _trainable(model_variables), model_losses,
+          example_weights=example_weights)
       # Read after the previous step's global step + 1: each step has its own rate.
-      step_lr["now"] = _learning_rate(train_cfg, global_step)
+      for rate in rates:
+        step_lr[rate.tag] = _learning_rate(train_cfg, global_step, rate.base)
       train_op, grad_norm = _train_step(loss, optimizer, train_cfg, global_step,
-                                        state_updates(graph, model_ops, model_variables))
+                                        state_updates(graph, model_ops, model_variables),
+                                        prefixes)
       return train_op, _TrainStep(batch, batch_labels, logits, model_variables, loss,
-                                  cross_entropy, regularization, grad_norm)
+                                  data_loss, regularization, grad_norm)
 
     train_op, last = multi_step.chain_steps(features, labels, train_cfg.steps_per_run,
                                             train_step)
     predictions = head.predictions(last.logits)
-    scalars = {
-        "learning_rate": step_lr["now"],
-        "losses/cross_entropy": last.cross_entropy,
+    scalars = {rate.tag: step_lr[rate.tag] for rate in rates}
+    scalars.update({
+        _DATA_LOSS_TAGS.get(head.label_kind, "losses/cross_entropy"): last.data_loss,
         "losses/regularization": last.regularization,
-        metrics_lib.ACCURACY: metrics_lib.batch_accuracy(last.labels, predictions["class_ids"]),
-    }
+    })
+    scalars.update(head.train_scalars(last.labels, predictions))
     if last.grad_norm is not None:
       scalars["gradient_global_norm"] = last.grad_norm
     if hasattr(optimizer, "loss_scale"):
@@ -244,10 +304,12 @@ def build_model_fn(model_def, hparams, spec: fs.FeatureSpec, train_cfg: TrainCon
   def mode_spec(features, labels, mode):
     if mode == tf.estimator.ModeKeys.TRAIN:
       return train_spec(features, labels)
+    features, example_weights = split_weights(features)
     logits, _, model_variables, model_losses = build(features, False)
     if mode == tf.estimator.ModeKeys.PREDICT:
       return head.predict_spec(logits)
-    return head.eval_spec(logits, labels, _trainable(model_variables), model_losses)
+    return head.eval_spec(logits, labels, _trainable(model_variables), model_losses,
+                          example_weights=example_weights)
 
   return model_fn
 
@@ -282,22 +344,68 @@ def _seeded_python_random(seed: Optional[int]):
     random.setstate(state)
 
 
-def _learning_rate(cfg: TrainConfig, global_step: tf.Variable) -> tf.Tensor:
+def _rates(model_def, hparams, spec: fs.FeatureSpec, cfg: TrainConfig) -> List[_Rate]:
+  """The train op's learning rates: TrainConfig's one, or one per optimizer group of the model.
+
+  Raises:
+    ValueError: no groups, an unknown optimizer or a base rate <= 0 in the model's groups.
+  """
+  groups_fn = getattr(model_def, "optimizer_groups", None)
+  if groups_fn is None:
+    return [_Rate("learning_rate", cfg.learning_rate)]
+  rates = []
+  for prefix, optimizer, base in groups_fn(hparams, spec):
+    prefix = prefix.rstrip("/")
+    if optimizer not in optimization.OPTIMIZERS or not base > 0:
+      raise ValueError(f"model {model_def.name!r}: optimizer group {prefix!r} needs an optimizer "
+                       f"of {', '.join(optimization.OPTIMIZERS)} and a rate > 0; got "
+                       f"{optimizer!r} at {base!r}")
+    rates.append(_Rate(f"{prefix.rsplit('/', 1)[-1]}/learning_rate", float(base), prefix,
+                       optimizer))
+  if not rates or len({r.tag for r in rates}) != len(rates):
+    raise ValueError(f"model {model_def.name!r}: optimizer groups need one or more prefixes "
+                     f"whose last names differ; got {[r.prefix for r in rates]}")
+  return rates
+
+
+def _learning_rate(cfg: TrainConfig, global_step: tf.Variable, base: float) -> tf.Tensor:
+  """TrainConfig's schedule from `base` (every schedule is proportional to its base rate)."""
   if not cfg.decay_steps and cfg.lr_schedule in ("cosine", "exponential"):
     raise ValueError(f"the {cfg.lr_schedule} schedule needs decay_steps: 0 stands for the run's "
                      f"train_steps, which the training app resolves (ExperimentConfig.train_config)")
   return optimization.learning_rate(
-      global_step, cfg.learning_rate, cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
+      global_step, base, cfg.lr_schedule, warmup_steps=cfg.warmup_steps,
       decay_steps=cfg.decay_steps, decay_rate=cfg.decay_rate, staircase=cfg.staircase,
       boundaries=cfg.boundaries, min_fraction=cfg.min_lr_fraction)
 
 
-def _optimizer(cfg: TrainConfig, lr) -> tf.compat.v1.train.Optimizer:
-  """One optimizer for every step of a run (its slots are created once, by the first step)."""
-  return optimization.create_optimizer(
-      cfg.optimizer, lr, momentum=cfg.momentum, nesterov=cfg.nesterov, beta1=cfg.beta1,
-      beta2=cfg.beta2, epsilon=cfg.epsilon, rho=cfg.rho, weight_decay=cfg.weight_decay,
-      loss_scaling=cfg.precision == "float16")
+def _optimizer(cfg: TrainConfig, rates: Sequence[_Rate],
+               step_lr) -> tf.compat.v1.train.Optimizer:
+  """One optimizer for every step of a run (its slots are created once, by the first step).
+
+  Args:
+    cfg: the optimizer settings.
+    rates: `_rates`: TrainConfig's rate, or the model's optimizer groups.
+    step_lr: tag -> the learning rate of the step being built (read at each apply).
+
+  Returns:
+    TrainConfig's optimizer, or a GroupedOptimizer of the groups' optimizers; under float16
+    wrapped in one dynamic loss scale.
+  """
+  def create(name, tag):
+    return optimization.create_optimizer(
+        name, lambda: step_lr[tag], momentum=cfg.momentum, nesterov=cfg.nesterov,
+        beta1=cfg.beta1, beta2=cfg.beta2, epsilon=cfg.epsilon, rho=cfg.rho,
+        weight_decay=cfg.weight_decay)
+
+  if rates[0].prefix:
+    optimizer = optimization.GroupedOptimizer([(r.prefix, create(r.optimizer, r.tag))
+                                               for r in rates])
+  else:
+    optimizer = create(cfg.optimizer, rates[0].tag)
+  if cfg.precision == "float16":
+    return optimization.with_loss_scaling(optimizer)
+  return optimizer
 
 
 def _replicas_in_sync() -> int:
@@ -308,10 +416,17 @@ def _replicas_in_sync() -> int:
 
 
 def _train_step(loss: tf.Tensor, optimizer, cfg: TrainConfig, global_step: tf.Variable,
-                updates: Sequence[tf.Operation]):
+                updates: Sequence[tf.Operation], group_prefixes: Sequence[str] = ()):
   """One training step: state updates, one optimizer step, global step + 1 (and the grad norm,
-  None where it is not computed)."""
+  None where it is not computed).
+
+  Raises:
+    ValueError: the loss depends on no trainable variable; with `group_prefixes`, a trainable
+      variable is in no optimizer group or in several.
+  """
   trainable = tf.compat.v1.trainable_variables()
+  if group_prefixes:
+    optimization.split_by_group(trainable, group_prefixes)
   grads_and_vars = [(g, v) for g, v in optimizer.compute_gradients(
       loss, var_list=trainable, colocate_gradients_with_ops=True) if g is not None]
   if not grads_and_vars:

@@ -1,5 +1,10 @@
 """Optimizers by name, learning-rate schedules, weight decay and gradient clipping.
 
+`create_optimizer` builds one optimizer by name; `GroupedOptimizer` applies each variable
+group's gradients with its own optimizer (wide_deep: FTRL on the wide part, Adagrad on the deep
+part), `split_by_group` assigns variables to groups by name prefix, `with_loss_scaling` wraps
+either in float16 loss scaling.
+
 Everything here builds tf.compat.v1 graph ops for an Estimator model_fn. The optimizers are
 `tf.compat.v1.train` optimizers, so their slot variables live in GLOBAL_VARIABLES and
 checkpoints stay `tf.train.Saver` compatible.
@@ -142,6 +147,19 @@ class AdamWOptimizer(tf.compat.v1.train.AdamOptimizer):
       return super()._resource_apply_sparse(grad, handle, indices)
 
 
+class _FtrlOptimizer(tf.compat.v1.train.FtrlOptimizer):
+  """FTRL whose learning rate may be a callable, like every other tf.compat.v1 optimizer's
+  (FtrlOptimizer alone converts it to a tensor as it is); each apply_gradients reads it."""
+
+  def _prepare(self):
+    rate = self._learning_rate
+    self._learning_rate = self._call_if_callable(rate)
+    try:
+      super()._prepare()
+    finally:
+      self._learning_rate = rate
+
+
 def create_optimizer(name: str, lr, *, momentum: float = 0.9, nesterov: bool = False,
                      beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7,
                      rho: float = 0.9, weight_decay: float = 0.0,
@@ -159,9 +177,7 @@ def create_optimizer(name: str, lr, *, momentum: float = 0.9, nesterov: bool = F
     epsilon: numerical stability term (adam, adamw, rmsprop).
     rho: squared-gradient decay (rmsprop).
     weight_decay: decoupled weight decay per unit learning rate (adamw only).
-    loss_scaling: wrap in a dynamic loss-scale optimizer (float16 mixed precision): the loss
-      is multiplied by the scale before differentiation, gradients divided by it, and steps
-      whose gradients overflow are skipped while the scale halves.
+    loss_scaling: wrap in a dynamic loss-scale optimizer (`with_loss_scaling`).
 
   Returns:
     The optimizer. With loss_scaling, `.loss_scale` is a callable returning the current scale.
@@ -182,10 +198,24 @@ def create_optimizer(name: str, lr, *, momentum: float = 0.9, nesterov: bool = F
   elif name == "adagrad":
     opt = tf.compat.v1.train.AdagradOptimizer(
         lr, initial_accumulator_value=_ADAGRAD_INITIAL_ACCUMULATOR)
+  elif name == "ftrl":
+    # The premade linear models' optimizer (FTRL-Proximal, McMahan et al. 2013): per-coordinate
+    # rates suit sparse features; its defaults (learning_rate_power -0.5, accumulators 0.1).
+    opt = _FtrlOptimizer(lr)
   else:
     raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
-  if not loss_scaling:
-    return opt
+  return with_loss_scaling(opt) if loss_scaling else opt
+
+
+def with_loss_scaling(opt: tf.compat.v1.train.Optimizer) -> tf.compat.v1.train.Optimizer:
+  """`opt` under dynamic loss scaling (float16 mixed precision).
+
+  The loss is multiplied by the scale before differentiation, gradients divided by it, and
+  steps whose gradients overflow are skipped while the scale halves.
+
+  Returns:
+    The wrapped optimizer; `.loss_scale` is a callable returning the current scale.
+  """
   # The TF1 loss-scale optimizer is the one that wraps tf.compat.v1 optimizers in graph mode
   # (the Keras LossScaleOptimizer only wraps Keras optimizers). Its variables are plain
   # GLOBAL_VARIABLES, saved with the checkpoint.
@@ -195,6 +225,105 @@ def create_optimizer(name: str, lr, *, momentum: float = 0.9, nesterov: bool = F
   wrapped = tf.compat.v1.mixed_precision.MixedPrecisionLossScaleOptimizer(opt, scale)
   wrapped.loss_scale = scale
   return wrapped
+
+
+def _in_group(variable: tf.Variable, prefix: str) -> bool:
+  name = variable.op.name
+  return name == prefix or name.startswith(prefix + "/")
+
+
+def split_by_group(variables: Sequence[tf.Variable],
+                   prefixes: Sequence[str]) -> List[List[tf.Variable]]:
+  """The variables of each group, a group being the variables whose names start with its prefix.
+
+  Args:
+    variables: the variables to split (every trainable variable of the model).
+    prefixes: one name-scope prefix per group (like "wide_deep/linear"; a trailing "/" is
+      optional).
+
+  Returns:
+    One list per prefix, in the order of `variables`.
+
+  Raises:
+    ValueError: a variable is in no group or in more than one; the message names them.
+  """
+  prefixes = [p.rstrip("/") for p in prefixes]
+  groups = [[] for _ in prefixes]
+  outside, several = [], []
+  for v in variables:
+    hits = [i for i, p in enumerate(prefixes) if _in_group(v, p)]
+    if len(hits) == 1:
+      groups[hits[0]].append(v)
+    else:
+      (outside if not hits else several).append(v.op.name)
+  if outside or several:
+    problems = []
+    if outside:
+      problems.append(f"in no group: {', '.join(outside)}")
+    if several:
+      problems.append(f"in several groups: {', '.join(several)}")
+    raise ValueError(f"every trainable variable must belong to exactly one optimizer group "
+                     f"(prefixes {', '.join(prefixes)}); {'; '.join(problems)}")
+  return groups
+
+
+class GroupedOptimizer(tf.compat.v1.train.Optimizer):
+  """Several optimizers as one: each variable's gradient goes to the optimizer of its group.
+
+  A group is the variables whose names start with its prefix (`split_by_group`), e.g. the
+  linear part of a wide-and-deep model with FTRL and its deep part with Adagrad, as
+  tf.estimator.DNNLinearCombinedClassifier trains them. The gradients of the one loss are
+  computed once (`compute_gradients` is the base class's, so clipping and loss scaling see all
+  of them, and `with_loss_scaling` around this optimizer skips or applies every group's step
+  together); `apply_gradients` applies each group's share with its own optimizer, in one op.
+  Each optimizer keeps its own slots (`<variable>/Ftrl`, `<variable>/Adagrad`, ...).
+  """
+
+  def __init__(self, groups: Sequence[Tuple[str, tf.compat.v1.train.Optimizer]],
+               name: str = "Grouped"):
+    """Args:
+      groups: (name-scope prefix, optimizer) per group.
+      name: the name of the op apply_gradients returns.
+    """
+    super().__init__(use_locking=False, name=name)
+    self._prefixes = [p.rstrip("/") for p, _ in groups]
+    self._optimizers = [opt for _, opt in groups]
+
+  @property
+  def optimizers(self) -> List[tf.compat.v1.train.Optimizer]:
+    """The groups' optimizers, in group order."""
+    return list(self._optimizers)
+
+  def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+    """Applies each group's (gradient, variable) pairs with its optimizer.
+
+    Args:
+      grads_and_vars: (gradient or None, variable) pairs; pairs without a gradient are
+        skipped, as by every optimizer.
+      global_step: incremented by one after every group's update, if given.
+      name: the returned op's name.
+
+    Returns:
+      One op that applies every group's update.
+
+    Raises:
+      ValueError: a variable with a gradient is in no group or in several.
+    """
+    pairs = [(g, v) for g, v in grads_and_vars if g is not None]
+    if not pairs:
+      raise ValueError("no gradients to apply")
+    groups = split_by_group([v for _, v in pairs], self._prefixes)
+    grad_of = {id(v): g for g, v in pairs}
+    updates = [opt.apply_gradients([(grad_of[id(v)], v) for v in variables])
+               for opt, variables in zip(self._optimizers, groups) if variables]
+    if global_step is None:
+      return tf.group(*updates, name=name or self.get_name())
+    with tf.control_dependencies(updates):
+      return tf.compat.v1.assign_add(global_step, 1, name=name or self.get_name())
+
+  def variables(self):
+    """The slot and hyperparameter variables of every group's optimizer."""
+    return [v for opt in self._optimizers for v in opt.variables()]
 
 
 def regularization_loss(variables: Sequence[tf.Variable], l1: float, l2: float) -> tf.Tensor:
@@ -219,18 +348,32 @@ def clip_by_global_norm(
 ) -> Tuple[List[Tuple[Optional[tf.Tensor], tf.Variable]], tf.Tensor]:
   """Scales all gradients together so their global norm is at most clip_norm.
 
+  The norm is that of the gradient the optimizer applies: a sparse gradient (tf.IndexedSlices,
+  from an embedding lookup) has the rows of repeated ids summed first, as the optimizers sum
+  them; the norm of its raw rows would count an id looked up twice wrongly.
+
   Args:
     grads_and_vars: (gradient or None, variable) pairs.
     clip_norm: the bound; 0 leaves the gradients unchanged.
 
   Returns:
-    (clipped pairs, global norm of the gradients before clipping).
+    (clipped pairs, global norm of the gradients before clipping); sparse gradients come back
+    with unique indices.
   """
-  grads = [g for g, _ in grads_and_vars]
+  grads = [_deduplicated(g) for g, _ in grads_and_vars]
   norm = tf.linalg.global_norm([g for g in grads if g is not None])
   if clip_norm > 0:
     grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
   return list(zip(grads, [v for _, v in grads_and_vars])), norm
+
+
+def _deduplicated(grad):
+  """A tf.IndexedSlices with each index once (its rows summed); other gradients as they are."""
+  if not isinstance(grad, tf.IndexedSlices):
+    return grad
+  indices, positions = tf.unique(grad.indices)
+  values = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(indices)[0])
+  return tf.IndexedSlices(values, indices, grad.dense_shape)
 
 
 def clip_replica_shares(

@@ -2,35 +2,44 @@
 
 Every model honours one contract:
 
-  build_logits(features, spec, hparams, training) -> float32 logits [B, spec.num_classes]
+  build_logits(features, spec, hparams, training) -> float32 logits [B, spec.logits_dimension]
 
-It reads `features[spec.input_key]` (float32 for IMAGE/VECTOR inputs after preprocessing, int64
-token ids [B, T] with 0 = padding for TOKENS), decides from `spec.kind` how to interpret it,
-and builds its layers under one top-level name scope equal to its name (variables
+(C for a multiclass label, 1 for a binary or a regression label). It reads
+`features[spec.input_key]` (float32 for IMAGE/VECTOR inputs after preprocessing, int64 token
+ids [B, T] with 0 = padding for TOKENS) or, for a TABLE, every column by its role through
+model_fns/tabular.py (never the label or the example weight), decides from `spec.kind` how to
+interpret it, and builds its layers under one top-level name scope equal to its name (variables
 `<name>/<layer>/<weight>`, stable for warm starts and checkpoint maps). Batch-norm moving
 average updates are in the UPDATE_OPS collection. `training` is True only in TRAIN mode
 (dropout, batch statistics). The shared builder in model_fns/model_fn.py turns the logits into
 predictions, loss, metrics and EstimatorSpecs, so every model predicts and reports the same
 things. Each model's hyperparameters are a frozen dataclass whose field defaults are its
 documented defaults; model_fns/hparams.py applies user overrides to it.
+
+Optional hook: a module may define `optimizer_groups(hparams, spec) -> [(variable-name prefix,
+optimizer name, base learning rate), ...]` to train parts of the model with their own
+optimizers (wide_deep: FTRL on the wide part, Adagrad on the deep part); every trainable
+variable must fall in exactly one group. Without it the model trains with TrainConfig's one
+optimizer.
 """
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from input_fns import errors
 from input_fns import input_kinds
 
-# Name -> the module that defines the model (NAME, HParams, build_logits, INPUT_KINDS). A
-# module is imported on the first get() of its name: names() (the --model flag's help and
-# checks) needs no model, and so no TensorFlow.
+# Name -> the module that defines the model (NAME, HParams, build_logits, INPUT_KINDS and
+# optionally optimizer_groups). A module is imported on the first get() of its name: names()
+# (the --model flag's help and checks) needs no model, and so no TensorFlow.
 _MODULES = {
     "dnn": "model_fns.dnn",
     "lenet5": "model_fns.lenet5",
     "linear": "model_fns.linear",
     "resnet": "model_fns.resnet",
     "rnn": "model_fns.rnn",
+    "wide_deep": "model_fns.wide_deep",
 }
 
 DEFAULT_MODEL = "lenet5"
@@ -47,13 +56,18 @@ class ModelDef:
   Attributes:
     name: the --model name; also the model's top-level variable scope.
     hparams_cls: a frozen dataclass whose field defaults are the model's documented defaults.
-    build_logits: (features, spec, hparams, training) -> float32 logits [B, num_classes].
-    input_kinds: the input kinds (feature_spec.IMAGE, TOKENS, VECTOR) the model reads.
+    build_logits: (features, spec, hparams, training) -> float32 logits
+      [B, spec.logits_dimension].
+    input_kinds: the input kinds (feature_spec.IMAGE, TOKENS, VECTOR, TABLE) the model reads.
+    optimizer_groups: (hparams, spec) -> [(variable-name prefix, optimizer name, base learning
+      rate), ...], or None: the model trains with TrainConfig's optimizer (see the module
+      docstring).
   """
   name: str
   hparams_cls: Any
   build_logits: Callable
   input_kinds: Tuple[str, ...] = input_kinds.KINDS
+  optimizer_groups: Optional[Callable] = None
 
   def supports(self, spec) -> bool:
     """Whether the model reads `spec`'s input (a feature_spec.FeatureSpec)."""
@@ -68,6 +82,17 @@ def names():
   return sorted(_MODULES)
 
 
+def module_name(name: str) -> str:
+  """The module that defines model `name`, without importing it.
+
+  Raises:
+    UnknownModelError: unknown name; the message lists the known ones.
+  """
+  if name not in _MODULES:
+    raise UnknownModelError(f"unknown model {name!r} (--model); known models: {', '.join(names())}")
+  return _MODULES[name]
+
+
 def get(name: str) -> ModelDef:
   """Returns the model registered as `name`, importing its module the first time.
 
@@ -78,5 +103,6 @@ def get(name: str) -> ModelDef:
     raise UnknownModelError(f"unknown model {name!r} (--model); known models: {', '.join(names())}")
   if name not in _LOADED:
     module = importlib.import_module(_MODULES[name])
-    _LOADED[name] = ModelDef(module.NAME, module.HParams, module.build_logits, module.INPUT_KINDS)
+    _LOADED[name] = ModelDef(module.NAME, module.HParams, module.build_logits, module.INPUT_KINDS,
+                             getattr(module, "optimizer_groups", None))
   return _LOADED[name]

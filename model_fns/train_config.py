@@ -15,7 +15,7 @@ from typing import Any, Sequence, Tuple
 from input_fns import errors
 
 # What model_fns/optimization.py builds (create_optimizer, learning_rate).
-OPTIMIZERS = ("adagrad", "adam", "adamw", "momentum", "rmsprop", "sgd")
+OPTIMIZERS = ("adagrad", "adam", "adamw", "ftrl", "momentum", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential", "piecewise")
 # Training precisions; model_fns/model_fn.py maps the 16-bit ones to Keras mixed policies.
 PRECISIONS = ("float32", "float16", "bfloat16")
@@ -33,7 +33,9 @@ class TrainConfig:
 
   Attributes:
     optimizer: one of optimization.OPTIMIZERS: sgd, momentum, adam, adamw (adam with decoupled
-      weight decay), rmsprop, adagrad.
+      weight decay), rmsprop, adagrad, ftrl (FTRL-Proximal, for sparse linear models). A model
+      with optimizer groups (wide_deep) names its own optimizers and base learning rates
+      instead; the schedule, clipping and precision below still apply to it.
     learning_rate: base learning rate (> 0).
     lr_schedule: one of optimization.SCHEDULES: constant, exponential, piecewise, cosine (see
       optimization.learning_rate for the formulas).

@@ -101,6 +101,11 @@ def train_and_measure(m: manifest_lib.Manifest, model: str, recipe: Recipe, step
   return float(metrics["accuracy"]), seconds
 
 
+def image_models(spec) -> list:
+  """The registered models that read the digits images (wide_deep reads tables only)."""
+  return [name for name in registry.names() if registry.get(name).supports(spec)]
+
+
 def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[str, object]]:
   """Trains every registered model `opts.repetitions` times (seeds 0, 1, ...).
 
@@ -111,7 +116,7 @@ def run(opts: options_lib.BenchmarkOptions) -> Tuple[List[harness.Figure], Dict[
   """
   m = digits_dataset(opts.work_dir)
   figures, info = [], {}
-  for model in registry.names():
+  for model in image_models(m.spec):
     recipe = RECIPES[model]
     steps = max(int(round(recipe.steps * opts.scale)), 1)
     accuracies, times = [], []

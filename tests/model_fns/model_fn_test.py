@@ -3,6 +3,7 @@ its TrainConfig, the specs it takes from the head, optimizers, batch norm, mixed
 summaries and a real Estimator's train, evaluate and export. The head and the K-step loop
 have tests of their own (head_test.py, multi_step_test.py)."""
 
+import dataclasses
 import glob
 import os
 
@@ -11,6 +12,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from input_fns import errors
+from input_fns import feature_spec as fs
 from model_fns import model_fn as mf
 from model_fns import registry
 from tests.testing import tiny_model
@@ -63,7 +65,8 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
   def test_unknown_optimizer_is_a_user_error_listing_the_known_ones(self):
     with self.assertRaisesRegex(
         mf.TrainConfigError,
-        r"--optimizer='lamb' is unknown; known: adagrad, adam, adamw, momentum, rmsprop, sgd"):
+        r"--optimizer='lamb' is unknown; known: adagrad, adam, adamw, ftrl, momentum, rmsprop, "
+        r"sgd"):
       mf.TrainConfig(optimizer="lamb")
     self.assertTrue(issubclass(mf.TrainConfigError, errors.UserInputError))
 
@@ -171,7 +174,8 @@ class TrainTest(ModelFnTestBase):
 
   @parameterized.named_parameters(
       ("sgd", "sgd", 0.5), ("momentum", "momentum", 0.1), ("adam", "adam", 0.02),
-      ("adamw", "adamw", 0.02), ("rmsprop", "rmsprop", 0.05), ("adagrad", "adagrad", 0.3))
+      ("adamw", "adamw", 0.02), ("rmsprop", "rmsprop", 0.05), ("adagrad", "adagrad", 0.3),
+      ("ftrl", "ftrl", 0.3))
   def test_each_optimizer_learns_and_steps_count(self, optimizer, lr):
     est_spec = self._build(TRAIN, mf.TrainConfig(optimizer=optimizer, learning_rate=lr))
     losses, step = self._train(est_spec, 60)
@@ -239,6 +243,80 @@ class MixedPrecisionTest(ModelFnTestBase):
     self.assertEqual(self.sess.run(self.global_step), 1)
     self.assertAllEqual(self._var("hidden/kernel"), kernel)
     self.assertEqual(self._var("loss_scale/current_loss_scale"), 2.0 ** 14)
+
+
+def _labelled(kind):
+  """tiny_model.VECTOR_SPEC with a label of `kind` (binary: its two names; regression: none)."""
+  return dataclasses.replace(tiny_model.VECTOR_SPEC, label_kind=kind,
+                             label_names=() if kind == fs.REGRESSION else ("no", "yes"))
+
+
+class LabelKindTest(ModelFnTestBase):
+  """The head follows the dataset's label kind; the model's output is spec.logits_dimension."""
+
+  @parameterized.named_parameters(
+      ("binary", fs.BINARY, {"class_ids", "probabilities", "logits", "logistic"}, "auc",
+       "accuracy", "losses/cross_entropy"),
+      ("regression", fs.REGRESSION, {"predictions"}, "rmse", "average_loss",
+       "losses/squared_error"))
+  def test_each_mode_uses_the_head_of_the_label_kind(self, kind, keys, metric, train_scalar,
+                                                    data_loss):
+    spec = _labelled(kind)
+    features, labels = tiny_model.batch(tiny_model.VECTOR_SPEC, 8)
+    if kind == fs.REGRESSION:
+      labels = labels.astype(np.float32) * 2.0 - 1.0
+    linear = registry.get("linear")
+    model_fn = mf.build_model_fn(linear, linear.hparams_cls(), spec, mf.TrainConfig())
+    with tf.Graph().as_default() as graph:
+      f = {k: tf.constant(v) for k, v in features.items()}
+      predict = model_fn(f, None, PREDICT)
+      self.assertEqual(set(predict.predictions), keys)
+      evaluate = model_fn(f, tf.constant(labels), EVAL)
+      self.assertIn(metric, evaluate.eval_metric_ops)
+      train = model_fn(f, tf.constant(labels), TRAIN)
+      tags = {tf.get_static_value(op.op.inputs[0]).item().decode()
+              for op in graph.get_collection(tf.compat.v1.GraphKeys.SUMMARIES)}
+      self.assertContainsSubset([train_scalar, data_loss, "learning_rate"], tags)
+      with tf.compat.v1.Session() as sess:
+        sess.run([tf.compat.v1.global_variables_initializer(),
+                  tf.compat.v1.local_variables_initializer()])
+        out = sess.run(predict.predictions)
+        sess.run(train.train_op)
+    self.assertEqual(out["logits" if "logits" in keys else "predictions"].shape, (8, 1))
+
+  def test_logits_of_the_wrong_width_for_the_label_kind_are_refused(self):
+    # tiny_model's logits are num_classes (2) wide; a binary head takes one logit.
+    with tf.Graph().as_default():
+      with self.assertRaisesRegex(ValueError, r"expected \[batch, 1\]"):
+        mf.build_model_fn(tiny_model.MODEL, tiny_model.TinyHParams(), _labelled(fs.BINARY),
+                          mf.TrainConfig())({"x": tf.zeros([2, 16])}, None, PREDICT)
+
+  def test_a_head_setting_that_does_not_apply_is_a_config_error(self):
+    with self.assertRaisesRegex(mf.TrainConfigError,
+                                "regression label: label_smoothing=0.1 does not apply"):
+      mf.build_model_fn(registry.get("linear"), registry.get("linear").hparams_cls(),
+                        _labelled(fs.REGRESSION), mf.TrainConfig(label_smoothing=0.1))
+
+  def test_example_weights_are_used_only_when_the_spec_has_a_weight_key(self):
+    features, labels = tiny_model.batch(tiny_model.VECTOR_SPEC, 8)
+    weights = np.array([1, 0, 0, 0, 0, 0, 0, 0], np.float32)
+    losses, per_examples = {}, {}
+    for weight_key in ("", "w"):
+      spec = dataclasses.replace(tiny_model.VECTOR_SPEC, weight_key=weight_key)
+      with tf.Graph().as_default():
+        tf.compat.v1.set_random_seed(1)
+        f = {k: tf.constant(v) for k, v in features.items()}
+        f[fs.WEIGHT_KEY] = tf.constant(weights)
+        est = mf.build_model_fn(tiny_model.MODEL, tiny_model.TinyHParams(), spec,
+                                mf.TrainConfig())(f, tf.constant(labels), EVAL)
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=est.predictions["logits"])
+        with tf.compat.v1.Session() as sess:
+          sess.run(tf.compat.v1.global_variables_initializer())
+          losses[weight_key], per_examples[weight_key] = sess.run([est.loss, per_example])
+    self.assertAllClose(losses[""], per_examples[""].mean(), rtol=1e-5)  # weights ignored
+    self.assertAllClose(losses["w"], per_examples["w"][0], rtol=1e-5)
+    self.assertNotAllClose(losses["w"], per_examples["w"].mean())
 
 
 class SummariesTest(ModelFnTestBase):

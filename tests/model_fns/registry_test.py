@@ -41,7 +41,7 @@ def _every_model_and_input():
 class RegistryTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_names(self):
-    self.assertEqual(registry.names(), ["dnn", "lenet5", "linear", "resnet", "rnn"])
+    self.assertEqual(registry.names(), ["dnn", "lenet5", "linear", "resnet", "rnn", "wide_deep"])
     self.assertIn(registry.DEFAULT_MODEL, registry.names())
 
   def test_names_are_known_without_importing_a_model_or_tensorflow(self):

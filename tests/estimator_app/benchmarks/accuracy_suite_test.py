@@ -18,7 +18,9 @@ class AccuracySuiteTest(tf.test.TestCase):
     for _ in range(2):  # the second run finds the first one's model_dirs
       figures, info = accuracy_suite.run(opts)
     names = {f.name for f in figures}
-    for model in registry.names():
+    models = accuracy_suite.image_models(accuracy_suite.digits_dataset(work_dir).spec)
+    self.assertEqual(models, ["dnn", "lenet5", "linear", "resnet", "rnn"])
+    for model in models:
       self.assertIn(f"{model}/eval_accuracy ({steps} steps)", names)
       self.assertEqual(info[f"recipe/{model}"]["steps"], steps)
       model_dir = os.path.join(work_dir, "accuracy", f"{model}-seed0-{steps}steps")
