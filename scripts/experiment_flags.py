@@ -9,11 +9,13 @@ Importing this module imports neither TensorFlow nor a model, so `--help` and a 
 answered at once; `config_from_flags` (in main) and `models_help` (--helpfull) import them.
 """
 
+import ast
 import dataclasses
+import importlib.util
 import re
 import sys
 import typing
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import flags
 
@@ -32,7 +34,11 @@ _SECTIONS = {section: _FIELD_DEFAULTS[section]
 
 def _attribute_docs(cls) -> Dict[str, str]:
   """Field -> its help text from the class docstring's "Attributes:" section."""
-  doc = cls.__doc__ or ""
+  return _docs_of(cls.__doc__ or "", {f.name for f in dataclasses.fields(cls)})
+
+
+def _docs_of(doc: str, names) -> Dict[str, str]:
+  """Field -> its help text from a docstring's "Attributes:" section, for the fields `names`."""
   docs, current = {}, None
   in_attrs = False
   for line in doc.splitlines():
@@ -42,7 +48,7 @@ def _attribute_docs(cls) -> Dict[str, str]:
     if not in_attrs:
       continue
     m = re.match(r"^\s{2,6}(\w+)(?: \([^)]*\))?: ?(.*)$", line)
-    if m and m.group(1) in {f.name for f in dataclasses.fields(cls)}:
+    if m and m.group(1) in names:
       current = m.group(1)
       docs[current] = m.group(2).strip()
     elif current and line.strip():
@@ -110,17 +116,75 @@ def flag_names() -> List[str]:
 def models_help() -> str:
   """Each registered model with its hparams, their defaults and meaning (for --helpfull).
 
-  Imports every model module, and so TensorFlow (a few seconds): the hparams are dataclasses in
-  the models' own files. Only --helpfull calls it; --help does not.
+  Read from the model files' source (their HParams dataclass, its docstring and defaults)
+  without importing them: a model module imports TensorFlow, seconds that help should not wait.
   """
   lines = ["models (--model) and their hparams (--hparams=name=value,...):"]
   for name in registry.names():
-    model = registry.get(name)
-    cls = model.hparams_cls
-    module = sys.modules.get(getattr(model.build_logits, "__module__", ""))
-    doc = ((module.__doc__ if module else None) or cls.__doc__ or "").strip().splitlines()
-    lines.append(f"  {name}: {doc[0] if doc else ''}")
-    docs = _attribute_docs(cls)
-    for field in dataclasses.fields(cls):
-      lines.append(f"      {field.name}={field.default!r}  {docs.get(field.name, '')}".rstrip())
+    doc, fields, docs = _model_source_help(registry.module_name(name))
+    lines.append(f"  {name}: {doc}")
+    for field, default in fields:
+      lines.append(f"      {field}={default}  {docs.get(field, '')}".rstrip())
   return "\n".join(lines)
+
+
+def _parse_module(module: str) -> ast.Module:
+  origin = importlib.util.find_spec(module).origin
+  with open(origin, encoding="utf-8") as f:
+    return ast.parse(f.read(), filename=origin)
+
+
+def _constants(tree: ast.Module) -> Dict[str, ast.expr]:
+  """Module-level NAME = <expression> assignments."""
+  out = {}
+  for node in tree.body:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+        node.targets[0], ast.Name):
+      out[node.targets[0].id] = node.value
+  return out
+
+
+def _imported_modules(tree: ast.Module) -> Dict[str, str]:
+  """Local name -> module, for `from package import module [as name]` and `import a.b as n`."""
+  out = {}
+  for node in tree.body:
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+      for alias in node.names:
+        out[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    elif isinstance(node, ast.Import):
+      for alias in node.names:
+        out[alias.asname or alias.name] = alias.name
+  return out
+
+
+def _default_text(value: ast.expr, tree: ast.Module) -> str:
+  """A field default as help shows it: the literal's repr, following a module constant or
+  `module.CONSTANT` of an imported project module one step; else the expression as written."""
+  if isinstance(value, ast.Name):
+    value = _constants(tree).get(value.id, value)
+  elif (isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name)
+        and value.value.id in _imported_modules(tree)):
+    try:
+      value = _constants(_parse_module(_imported_modules(tree)[value.value.id])).get(
+          value.attr, value)
+    except (ImportError, AttributeError, OSError, ValueError):
+      pass
+  try:
+    return repr(ast.literal_eval(value))
+  except (ValueError, TypeError, SyntaxError):
+    return ast.unparse(value)
+
+
+def _model_source_help(module: str) -> Tuple[str, List[Tuple[str, str]], Dict[str, str]]:
+  """(first docstring line, [(field, default)], field -> help) of a model module's HParams."""
+  tree = _parse_module(module)
+  doc = (ast.get_docstring(tree) or "").strip().splitlines()
+  fields, class_doc = [], ""
+  for node in tree.body:
+    if isinstance(node, ast.ClassDef) and node.name == "HParams":
+      class_doc = ast.get_docstring(node) or ""
+      for item in node.body:
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+          default = "" if item.value is None else _default_text(item.value, tree)
+          fields.append((item.target.id, default))
+  return (doc[0] if doc else ""), fields, _docs_of(class_doc, {f for f, _ in fields})
