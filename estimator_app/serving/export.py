@@ -1,14 +1,36 @@
 """Exports trained models for TF Serving: one SavedModel with three signatures per version.
 
-Signatures (all in one graph, one set of weights, one call of the model_fn in PREDICT mode):
+Signatures (all in one graph, one set of weights, one call of the model_fn in PREDICT mode),
+by the dataset's label kind (`signatures_for(spec)`):
 
+  multiclass and binary (SIGNATURES):
   * `serving_default` (Predict API): the dataset's raw feature tensors, exactly as
-    `FeatureSpec.serving_signature()` describes them (e.g. `image` uint8 [-1, 8, 8, 1]) ->
-    `class_ids` int64 [-1], `probabilities` float32 [-1, C], `logits` float32 [-1, C].
+    `FeatureSpec.serving_signature()` describes them (e.g. `image` uint8 [-1, 8, 8, 1]; a
+    TABLE's columns: numeric float32 [-1, *shape] with NaN = missing, categorical string or
+    int64 [-1, 1], multivalent [-1, -1] padded with "" / -1, text string [-1, 1]) ->
+    `class_ids` int64 [-1], `probabilities` float32 [-1, C], `logits` float32 [-1, C]
+    (binary: [-1, 1], plus `logistic` float32 [-1, 1], the positive class's probability).
   * `classification` (Classify API): `inputs`, serialized tf.Examples string [-1] ->
-    `classes` string [-1, C] (the label names) and `scores` float32 [-1, C].
+    `classes` string [-1, C] (the label names) and `scores` float32 [-1, C] (binary: C = 2).
   * `predict_examples` (Predict API): `examples`, serialized tf.Examples string [-1] -> every
     prediction of the model_fn.
+
+  regression (REGRESSION_SIGNATURES):
+  * `serving_default` (Predict API): the raw feature tensors as above -> `predictions`
+    float32 [-1, 1].
+  * `regression` (Regress API): `inputs`, serialized tf.Examples string [-1] -> `outputs`
+    float32 [-1] (predictions[:, 0]).
+  * `predict_examples` (Predict API): as above.
+
+TF Serving's Predict API needs every input of `serving_default` in a request; on the
+Example-based signatures a column an Example lacks parses to its missing value (NaN, "" or -1,
+feature_spec.Feature.missing_value), as it does in evaluation, and a category the vocabulary
+does not hold gets an out-of-vocabulary id, so both get an answer, never an error.
+
+Vocabulary files (a TABLE's categorical columns; model_fns/tabular.py reads them through
+tf.lookup.TextFileInitializer, which lists each file in the graph's ASSET_FILEPATHS) are
+copied into the SavedModel's `assets/`, and the loader points the lookup tables there: a
+served model never reads the dataset directory.
 
 The preprocessing chain runs inside the graph with `training=False`, the very function the
 evaluation input_fn runs, so a served answer equals an evaluated one. The example path feeds
@@ -19,7 +41,8 @@ feeds, the same preprocessing and model ops run.
 Layout of a model base (TF Serving's `base_path`):
 
   MODEL_BASE/
-    1/  saved_model.pb  variables/  assets.extra/{tf_serving_warmup_requests,export_metadata.json}
+    1/  saved_model.pb  variables/  [assets/ (vocabularies)]
+        assets.extra/{tf_serving_warmup_requests,export_metadata.json}
     1.validation.json           parity report of version 1 (see serving_validation.py)
     .tmp-<host>-<pid>-<hex>/     an export being written (non-integer: TF Serving ignores it)
     .rejected-2/                 an export that failed validation (never served)
@@ -72,17 +95,23 @@ from input_fns import files as files_lib
 from input_fns import gcs
 from input_fns import manifest as manifest_lib
 from input_fns import preprocessing
+from model_fns import head as head_lib
 from model_fns import model_fn as model_fn_lib
 
 SERVING_DEFAULT = "serving_default"
 CLASSIFICATION = "classification"
+REGRESSION = "regression"
 PREDICT_EXAMPLES = "predict_examples"
-SIGNATURES = (SERVING_DEFAULT, CLASSIFICATION, PREDICT_EXAMPLES)
-CLASSIFY_INPUT_KEY = "inputs"  # fixed by TF Serving's Classify API
+SIGNATURES = (SERVING_DEFAULT, CLASSIFICATION, PREDICT_EXAMPLES)  # of a classifier's export
+REGRESSION_SIGNATURES = (SERVING_DEFAULT, REGRESSION, PREDICT_EXAMPLES)
+CLASSIFY_INPUT_KEY = "inputs"  # fixed by TF Serving's Classify and Regress APIs
 EXAMPLES_INPUT_KEY = "examples"
 METADATA_FILE = "export_metadata.json"
 VALIDATION_SUFFIX = publish.VALIDATION_SUFFIX
-_PREDICTION_KEYS = ("class_ids", "probabilities", "logits")
+# What serving_default returns, per label kind: the head's predictions of that kind.
+_PREDICTION_KEYS = {fs.MULTICLASS: head_lib.PREDICT_KEYS, fs.BINARY: head_lib.BINARY_PREDICT_KEYS,
+                    fs.REGRESSION: head_lib.REGRESSION_PREDICT_KEYS}
+_NOT_IN_OP_NAMES = re.compile(r"[^A-Za-z0-9_.\-/]")
 _TMP_PREFIX = ".tmp-"
 _REJECTED_PREFIX = ".rejected-"
 _DELETING_PREFIX = ".deleting-"
@@ -130,10 +159,11 @@ class ExportOptions:
     model_name: the name TF Serving serves it under (used in warm-up requests and metadata).
     warmup_examples: examples per warm-up request (one request per signature); 0 writes none.
     validate_examples: eval examples the parity check compares; 0 skips validation.
-    tolerance: what probabilities may differ by in the parity check: a
-      serving_validation.Tolerance, or a float (absolute); None (default) takes the one of the
-      model's precision (serving_validation.TOLERANCES: 1e-5 absolute for float32, looser and
-      relative for float16 and bfloat16).
+    tolerance: what probabilities (regression: predictions) may differ by in the parity
+      check: a serving_validation.Tolerance, or a float (absolute); None (default) takes the
+      one of the model's precision and label kind (serving_validation.tolerance_for: 1e-5
+      absolute for float32, plus 1e-5 relative for a regression; looser and relative for
+      float16 and bfloat16).
   """
   model_name: str = "model"
   warmup_examples: int = 4
@@ -152,41 +182,74 @@ class ExportResult:
 # --- The serving graph -----------------------------------------------------------------------
 
 
+def signatures_for(spec: fs.FeatureSpec) -> Tuple[str, ...]:
+  """The names of the signatures an export of a model of `spec` has, in warm-up order.
+
+  Args:
+    spec: the dataset's feature spec (its label kind decides).
+
+  Returns:
+    SIGNATURES for a multiclass or binary label, REGRESSION_SIGNATURES for a regression one.
+  """
+  return REGRESSION_SIGNATURES if spec.label_kind == fs.REGRESSION else SIGNATURES
+
+
+def _placeholder_name(feature: str) -> str:
+  """The op name of a raw input's placeholder: table column names may hold any character."""
+  return "input_" + _NOT_IN_OP_NAMES.sub("_", feature)
+
+
 def build_signatures(model: ServingModel) -> Dict[str, Any]:
   """Builds the inference graph in the current default graph.
 
+  Args:
+    model: the model to serve (its spec decides the inputs and, by label kind, the signatures).
+
   Returns:
-    Signature name -> SignatureDef for SIGNATURES.
+    Signature name -> SignatureDef, for `signatures_for(model.spec)`.
 
   Raises:
-    ExportError: the model_fn's predictions lack class_ids, probabilities or logits.
+    ExportError: the model_fn's predictions lack a key its label kind's head makes
+      (class_ids, probabilities, logits[, logistic]; or predictions [B, 1]).
   """
   spec = model.spec
   examples = tf.compat.v1.placeholder_with_default(
       tf.constant([], tf.string), shape=[None], name="input_examples")
   parsed, _ = spec.parse_batch(examples, with_label=False)
+  shapes = spec.serving_signature()
   raw = {f.name: tf.compat.v1.placeholder_with_default(
-             parsed[f.name], shape=[None, *f.shape], name=f"input_{f.name}")
+             parsed[f.name], shape=shapes[f.name].shape, name=_placeholder_name(f.name))
          for f in spec.features}
   features = preprocessing.apply(model.preprocessing, dict(raw), spec, training=False)
   tf.compat.v1.train.get_or_create_global_step()
   predictions = model_call.call_model_fn(model.model_fn(), features, None,
                                          tf.estimator.ModeKeys.PREDICT,
                                          config=tf.estimator.RunConfig()).predictions
-  if not isinstance(predictions, Mapping) or any(k not in predictions for k in _PREDICTION_KEYS):
-    raise ExportError(f"model {model.model_def.name!r}: PREDICT predictions must be a dict with "
-                      f"{_PREDICTION_KEYS}, got {sorted(predictions) if isinstance(predictions, Mapping) else type(predictions).__name__}")
-  scores = predictions["probabilities"]
-  classes = tf.tile(tf.constant(spec.label_names)[tf.newaxis], [tf.shape(scores)[0], 1],
-                    name="classes")
+  keys = _PREDICTION_KEYS[spec.label_kind]
+  if not isinstance(predictions, Mapping) or any(k not in predictions for k in keys):
+    got = sorted(predictions) if isinstance(predictions, Mapping) else type(predictions).__name__
+    raise ExportError(f"model {model.model_def.name!r}: PREDICT predictions of a "
+                      f"{spec.label_kind} label must be a dict with {keys}, got {got}")
   sig = tf.compat.v1.saved_model.signature_def_utils
-  return {
+  signatures = {
       SERVING_DEFAULT: sig.predict_signature_def(
-          inputs=raw, outputs={k: predictions[k] for k in _PREDICTION_KEYS}),
-      CLASSIFICATION: sig.classification_signature_def(examples, classes, scores),
+          inputs=raw, outputs={k: predictions[k] for k in keys}),
       PREDICT_EXAMPLES: sig.predict_signature_def(
           inputs={EXAMPLES_INPUT_KEY: examples}, outputs=dict(predictions)),
   }
+  if spec.label_kind == fs.REGRESSION:
+    values = predictions["predictions"]
+    if values.shape.rank != 2 or values.shape[-1] not in (None, 1):
+      raise ExportError(f"model {model.model_def.name!r}: regression predictions must be "
+                        f"[batch, 1] for the Regress API, got {values.shape}")
+    signatures[REGRESSION] = sig.regression_signature_def(
+        examples, tf.identity(values[:, 0], name="regression_outputs"))
+  else:
+    scores = predictions["probabilities"]
+    classes = tf.tile(tf.constant(spec.label_names)[tf.newaxis], [tf.shape(scores)[0], 1],
+                      name="classes")
+    signatures[CLASSIFICATION] = sig.classification_signature_def(examples, classes, scores)
+  return signatures
 
 
 def _check_variables(checkpoint_path: str, model: ServingModel) -> None:
@@ -215,6 +278,14 @@ def _check_variables(checkpoint_path: str, model: ServingModel) -> None:
 def write_saved_model(export_dir: str, model: ServingModel, checkpoint_path: str) -> None:
   """Writes the SavedModel (graph + variables restored from `checkpoint_path`) to `export_dir`.
 
+  The files the graph reads when its tables are initialized (ASSET_FILEPATHS: vocabularies)
+  are copied into `export_dir/assets/`; loading points the tables at those copies.
+
+  Args:
+    export_dir: the directory to write (must not exist).
+    model: the model to export.
+    checkpoint_path: checkpoint prefix to take the weights from.
+
   Raises:
     ExportError: the checkpoint does not hold every variable of the inference graph.
   """
@@ -230,7 +301,8 @@ def write_saved_model(export_dir: str, model: ServingModel, checkpoint_path: str
       builder = tf.compat.v1.saved_model.Builder(export_dir)
       builder.add_meta_graph_and_variables(
           sess, [tf.saved_model.SERVING], signature_def_map=signatures, main_op=init,
-          saver=saver, strip_default_attrs=True)
+          saver=saver, strip_default_attrs=True,
+          assets_collection=tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS))
       builder.save()
 
 
@@ -308,7 +380,7 @@ def _metadata(model: ServingModel, checkpoint_path: str, options: ExportOptions,
       "global_step": step,
       "eval_metrics": _jsonable(dict(eval_result or {})),
       "exporter": exporter,
-      "signatures": list(SIGNATURES),
+      "signatures": list(signatures_for(model.spec)),
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
       "tensorflow": tf.__version__,
   }
@@ -375,7 +447,8 @@ def export_version(model_base: str, model: ServingModel, checkpoint_path: str,
   if (options.warmup_examples or options.validate_examples) and not examples:
     raise ExportError("warm-up and validation need eval examples; got none")
   if options.validate_examples:  # before anything is written
-    serving_validation.tolerance_for(model.train_cfg.precision, options.tolerance)
+    serving_validation.tolerance_for(model.train_cfg.precision, options.tolerance,
+                                     model.spec.label_kind)
   job = _Job(model, checkpoint_path, examples, options, eval_result, estimator, reference,
              exporter, _validation_key(model, checkpoint_path, examples, options, estimator,
                                        reference))
@@ -552,10 +625,12 @@ def _build_and_validate(staging, model, checkpoint_path, examples, options, eval
                         estimator, reference, exporter) -> Optional[Dict[str, Any]]:
   write_saved_model(staging, model, checkpoint_path)
   if options.warmup_examples:
+    by_examples = ({"regress_signature": REGRESSION} if model.spec.label_kind == fs.REGRESSION
+                   else {"classify_signature": CLASSIFICATION})
     warmup.write(staging, warmup.build_requests(
         model.spec, list(examples[:options.warmup_examples]), options.model_name,
-        raw_signature=SERVING_DEFAULT, classify_signature=CLASSIFICATION,
-        examples_signature=PREDICT_EXAMPLES, examples_input_key=EXAMPLES_INPUT_KEY))
+        raw_signature=SERVING_DEFAULT, examples_signature=PREDICT_EXAMPLES,
+        examples_input_key=EXAMPLES_INPUT_KEY, **by_examples))
   _write_json(os.path.join(staging, warmup.ASSETS_EXTRA, METADATA_FILE),
               _metadata(model, checkpoint_path, options, eval_result, exporter))
   if not options.validate_examples:

@@ -83,6 +83,7 @@ class Outcome:
   validation: Optional[dict]
   published: Optional[str]
   model_name: str
+  signatures: Tuple[str, ...] = ()
 
 
 def _serving_model(job: ExportJob) -> Tuple[export.ServingModel, manifest_lib.Manifest]:
@@ -145,7 +146,8 @@ def run(job: ExportJob) -> Outcome:
   if job.publish_to:
     published = publish.publish_version(result.export_dir, job.publish_to, result.version,
                                         publish.make_client())
-  return Outcome(result.export_dir, result.version, ckpt, result.validation, published, model_name)
+  return Outcome(result.export_dir, result.version, ckpt, result.validation, published, model_name,
+                 export.signatures_for(model.spec))
 
 
 def _validate_existing(job: ExportJob, model: export.ServingModel, examples,
@@ -165,4 +167,5 @@ def _validate_existing(job: ExportJob, model: export.ServingModel, examples,
   serving_validation.write_report(report, path)
   if not report["passed"]:
     raise serving_validation.ValidationError(serving_validation.summary(report, path))
-  return Outcome(job.export_dir, None, ckpt, report, None, model_name)
+  return Outcome(job.export_dir, None, ckpt, report, None, model_name,
+                 export.signatures_for(model.spec))

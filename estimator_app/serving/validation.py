@@ -5,24 +5,33 @@ loads it: a TF1 session, the `serve` tag, every signature called by its tensor n
 of the exporting process (graph, variables, Keras name counters, imported modules) can leak
 into the answer. The serving process sees no GPU (CUDA_VISIBLE_DEVICES=-1: it never takes the
 training job's) and runs no XLA. It calls every signature on the same N eval examples (labels
-stripped, as a client sends them):
+and example weights stripped, as a client sends them):
 
-  * string inputs get the serialized tf.Examples;
-  * other inputs get the raw feature of the same name, decoded with the dataset's spec;
+  * a string input of rank 1 (`inputs`, `examples`) gets the serialized tf.Examples;
+  * every other input gets the raw feature of the same name, decoded with the dataset's spec
+    (a TABLE's string columns as bytes, multivalent columns padded with their missing value,
+    NaN for missing numbers: what `warmup.parse_features` makes of the same records);
 
-and replays the warm-up requests. The parent computes the reference with
+and replays the warm-up requests. It also lists the files the export's lookup tables read
+that are not its own assets (`files_outside_export`: a vocabulary left in the dataset
+directory), each a problem. The parent computes the reference with
 `estimator.predict` over the dataset's own evaluation input_fn (`input_fns.input_fn`) fed with
 the same records, computed the way serving computes: the model's own precision, on the CPU,
 without training-only session options (XLA's global_jit_level, a distribution strategy), even
-when the Estimator given is the training one. Then it compares, per signature:
+when the Estimator given is the training one. Then it compares, per signature, by the
+dataset's label kind (binary works like multiclass, with C = 2):
 
-  * Predict signatures: `probabilities` within the tolerance and `class_ids` equal; every
-    other shared float output is reported;
-  * Classify signatures: `scores` vs probabilities within the tolerance, and the top class vs
-    the reference class id; each row of `classes` must be the label names.
+  * Predict signatures of a classifier: `probabilities` within the tolerance and `class_ids`
+    equal; of a regression: `predictions` within the tolerance; every other shared float
+    output is reported;
+  * Classify signatures (CLASSIFY_METHOD): `scores` vs probabilities within the tolerance, and
+    the top class vs the reference's top class; each row of `classes` must be the label names;
+  * Regress signatures (REGRESS_METHOD): `outputs` vs the reference predictions[:, 0] within
+    the tolerance.
 
 The tolerance follows the model's precision (`TOLERANCES`): |export - estimator| <= atol +
-rtol * |estimator| per value, tight for float32, looser for the 16-bit precisions. A class that
+rtol * |estimator| per value, tight for float32, looser for the 16-bit precisions, with a
+relative part for a regression's unbounded predictions (`tolerance_for`). A class that
 differs only counts when the reference's probabilities of the two classes are further apart
 than that tolerance allows (`class_mismatches`): 16-bit models make near-ties (bfloat16 exact
 ones) that rounding may flip, while a wrong export differs by far more.
@@ -61,6 +70,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from estimator_app.serving import warmup
 from input_fns import errors
@@ -70,7 +80,12 @@ from input_fns import input_fn as input_fn_lib
 from input_fns import manifest as manifest_lib
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+# The output a Predict signature's parity is judged by, per label kind.
+_HEADLINE = {fs.MULTICLASS: "probabilities", fs.BINARY: "probabilities",
+             fs.REGRESSION: "predictions"}
 _SPLIT = "eval"
+_TEXT_FILE_INITIALIZERS = ("InitializeTableFromTextFile", "InitializeTableFromTextFileV2")
 _REQUEST_TIMEOUT_S = 600  # one request's answer, the serving process's start included
 _SERVE_FLAG = "--serve"
 _STDERR_TAIL_LINES = 6
@@ -118,12 +133,21 @@ TOLERANCES = {
 }
 
 
-def tolerance_for(precision: str, explicit: Union[None, float, Tolerance] = None) -> Tolerance:
+def tolerance_for(precision: str, explicit: Union[None, float, Tolerance] = None,
+                  label_kind: str = fs.MULTICLASS) -> Tolerance:
   """The tolerance a parity check uses: `explicit` if given, else the precision's default.
+
+  A regression's predictions are not bounded like probabilities: a value of 1e4 carries float32
+  rounding of ~1e-3, so a regression's default adds a relative part at least as large as the
+  absolute one (float32: 1e-5 + 1e-5 * |estimator|; the 16-bit defaults are relative already).
 
   Args:
     precision: the model's precision (TrainConfig.precision): float32, float16 or bfloat16.
     explicit: a Tolerance, or a float (an absolute tolerance, rtol 0); None for the default.
+    label_kind: the dataset's label kind (feature_spec.MULTICLASS, BINARY or REGRESSION).
+
+  Returns:
+    The tolerance.
 
   Raises:
     ValidationError: no explicit tolerance and an unknown precision, or a negative tolerance.
@@ -132,7 +156,10 @@ def tolerance_for(precision: str, explicit: Union[None, float, Tolerance] = None
     if precision not in TOLERANCES:
       raise ValidationError(f"no default parity tolerance for precision {precision!r} "
                             f"(known: {', '.join(TOLERANCES)}); give one explicitly")
-    return TOLERANCES[precision]
+    default = TOLERANCES[precision]
+    if label_kind == fs.REGRESSION:
+      return dataclasses.replace(default, rtol=max(default.rtol, default.atol))
+    return default
   tol = explicit if isinstance(explicit, Tolerance) else Tolerance(atol=float(explicit))
   if tol.atol < 0 or tol.rtol < 0:
     raise ValidationError(f"parity tolerance must not be negative, got {tol.describe()}")
@@ -324,16 +351,22 @@ def prestart() -> int:
     return _serving_process().proc.pid
 
 
-def shutdown() -> None:
+def shutdown(grace_s: float = 5) -> None:
   """Stops this process's serving process, if any (also done at exit); the next one is new."""
   global _serving
   with _serving_lock:
     if _serving is not None:
-      _serving.stop(grace_s=5)
+      _serving.stop(grace_s=grace_s)
       _serving = None
 
 
-atexit.register(shutdown)
+def _shutdown_at_exit() -> None:
+  # Killed at once: requests are synchronous, so at exit it only waits on its stdin, and its
+  # own TensorFlow teardown after EOF kept every script's exit waiting ~5 s.
+  shutdown(grace_s=0)
+
+
+atexit.register(_shutdown_at_exit)
 
 
 def _serve(request_path: str) -> Dict[str, Any]:
@@ -354,6 +387,8 @@ def _run_in_serving_process(export_dir: str, spec: fs.FeatureSpec, records: Sequ
     for r in stripped:
       w.write(r)
   raw_path = os.path.join(work_dir, "raw.npz")
+  # String columns are object arrays of bytes (kept exact: no fixed-width 'S' dtype, which
+  # drops trailing NULs); numpy pickles them, and the serving process loads its own file.
   np.savez(raw_path, **warmup.parse_features(spec, stripped))
   request = {"export_dir": export_dir, "records": records_path, "raw": raw_path,
              "arrays_out": os.path.join(work_dir, "outputs.npz"),
@@ -425,20 +460,32 @@ def class_mismatches(chosen: np.ndarray, probabilities: np.ndarray, class_ids: n
   return int(np.sum(differ & ~tie)), int(np.sum(differ & tie))
 
 
-def _compare_classes(chosen: np.ndarray, ref: Dict[str, np.ndarray], tol: Tolerance,
-                     what: str) -> Tuple[Dict[str, int], Optional[str]]:
+def _compare_classes(chosen: np.ndarray, probabilities: np.ndarray, reference: np.ndarray,
+                     tol: Tolerance, what: str) -> Tuple[Dict[str, int], Optional[str]]:
   """(class_mismatches and near_tie_flips, the problem if any class really differs)."""
-  real, ties = class_mismatches(chosen, ref["probabilities"], ref["class_ids"], tol)
+  real, ties = class_mismatches(chosen, probabilities, reference, tol)
   return ({"class_mismatches": real, "near_tie_flips": ties},
           f"{real}/{len(chosen)} {what} differ" if real else None)
 
 
 def _compare_predict(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray],
-                     tol: Tolerance) -> Dict[str, Any]:
+                     tol: Tolerance, label_kind: str) -> Dict[str, Any]:
+  """A Predict signature's outputs vs the reference predictions of the same names.
+
+  Args:
+    outputs: the signature's outputs, by key.
+    ref: estimator.predict's predictions, by key.
+    tol: what the headline output (probabilities, or a regression's predictions) may differ by.
+    label_kind: the dataset's label kind: classifiers' classes are compared too.
+
+  Returns:
+    The signature's figures and its `problems` (empty when it matches).
+  """
+  headline = _HEADLINE[label_kind]
   res: Dict[str, Any] = {"max_abs_diff": {}}
   problems = []
-  if "probabilities" not in outputs:
-    problems.append("no probabilities output")
+  if headline not in outputs:
+    problems.append(f"no {headline} output")
   for key, value in outputs.items():
     if key not in ref:
       continue
@@ -450,19 +497,25 @@ def _compare_predict(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray],
     else:
       res.setdefault("mismatches", {})[key] = int(np.sum(np.any(
           (value != ref[key]).reshape(len(value), -1), axis=1)))
-  if "probabilities" in res["max_abs_diff"]:
-    bad, worst = _check_values(outputs["probabilities"], ref["probabilities"], tol)
-    res["worst"] = dict(worst, output="probabilities")
+  if headline in res["max_abs_diff"]:
+    bad, worst = _check_values(outputs[headline], ref[headline], tol)
+    if label_kind == fs.REGRESSION:
+      worst.pop("class", None)  # the one column of predictions [N, 1] is no class
+    res["worst"] = dict(worst, output=headline)
     if bad:
-      problems.append(f"max |probabilities - estimator| = {res['max_abs_diff']['probabilities']:.3g}, "
-                      f"{bad}/{outputs['probabilities'].size} values out of tolerance")
-  classes = outputs.get("class_ids")
-  if classes is None and "probabilities" in outputs:
-    classes = np.argmax(outputs["probabilities"], axis=-1)
-  if classes is not None and classes.shape == ref["class_ids"].shape:
-    figures, problem = _compare_classes(classes, ref, tol, "classes")
-    res.update(figures)
-    problems += [problem] if problem else []
+      problems.append(f"max |{headline} - estimator| = {res['max_abs_diff'][headline]:.3g}, "
+                      f"{bad}/{outputs[headline].size} values out of tolerance")
+  if label_kind != fs.REGRESSION:
+    classes, reference = outputs.get("class_ids"), ref.get("class_ids")
+    if (classes is None or reference is None) and "probabilities" in outputs:
+      # Without class_ids only the best probability names a class; so it does for the reference.
+      classes, reference = (np.argmax(outputs["probabilities"], axis=-1),
+                            np.argmax(ref["probabilities"], axis=-1))
+    if classes is not None and reference is not None and classes.shape == reference.shape:
+      figures, problem = _compare_classes(classes, ref["probabilities"], reference, tol,
+                                          "classes")
+      res.update(figures)
+      problems += [problem] if problem else []
   res["problems"] = problems
   return res
 
@@ -473,6 +526,9 @@ def _compare_classify(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray]
   scores, classes = outputs.get("scores"), outputs.get("classes")
   if scores is None or classes is None:
     return {"problems": [f"Classify outputs must be scores and classes, got {sorted(outputs)}"]}
+  if "probabilities" not in ref:
+    return {"problems": [f"a Classify signature, but estimator.predict gives no probabilities "
+                         f"(it gives {sorted(ref)})"]}
   res: Dict[str, Any] = {}
   if scores.shape != ref["probabilities"].shape or classes.shape != scores.shape:
     return {"problems": [f"scores {scores.shape} / classes {classes.shape} do not match "
@@ -488,9 +544,38 @@ def _compare_classify(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray]
   if not np.all(decoded == names[np.newaxis]):
     problems.append("classes rows are not the label names in label order")
   # The top class is the label at the best score's column; the rows were checked just above.
-  figures, problem = _compare_classes(np.argmax(scores, axis=-1), ref, tol, "top classes")
+  # Compared with the reference's best probability, not its class_ids: a binary head's
+  # class_ids follow its threshold, while a Classify client reads the scores.
+  figures, problem = _compare_classes(np.argmax(scores, axis=-1), ref["probabilities"],
+                                      np.argmax(ref["probabilities"], axis=-1), tol,
+                                      "top classes")
   res.update(figures)
   problems += [problem] if problem else []
+  res["problems"] = problems
+  return res
+
+
+def _compare_regress(outputs: Dict[str, np.ndarray], ref: Dict[str, np.ndarray],
+                     tol: Tolerance) -> Dict[str, Any]:
+  """A Regress signature's `outputs` [N] vs the reference predictions[:, 0]."""
+  values = outputs.get("outputs")
+  if values is None:
+    return {"problems": [f"Regress outputs must be outputs, got {sorted(outputs)}"]}
+  if "predictions" not in ref:
+    return {"problems": [f"a Regress signature, but estimator.predict gives no predictions "
+                         f"(it gives {sorted(ref)})"]}
+  expected = ref["predictions"].reshape(len(ref["predictions"]), -1)[:, 0]
+  if values.shape != expected.shape:
+    return {"problems": [f"outputs {values.shape} do not match estimator predictions[:, 0] "
+                         f"{expected.shape}"]}
+  res: Dict[str, Any] = {
+      "max_abs_diff": {"outputs": float(np.max(np.abs(values - expected))) if values.size else 0.0}}
+  bad, worst = _check_values(values, expected, tol)
+  res["worst"] = dict(worst, output="outputs")
+  problems = []
+  if bad:
+    problems.append(f"max |outputs - predictions| = {res['max_abs_diff']['outputs']:.3g}, "
+                    f"{bad}/{values.size} values out of tolerance")
   res["problems"] = problems
   return res
 
@@ -504,19 +589,22 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
   Args:
     export_dir: a local SavedModel directory.
     model_fn: the Estimator model_fn the reference runs (ignored if `estimator` is given).
-    spec: the dataset's feature spec (decodes the raw inputs, names the classes).
+    spec: the dataset's feature spec (decodes the raw inputs, names the classes; its label
+      kind decides what is compared).
     preprocessing: the evaluation preprocessing chain (the reference's, not the export's).
     checkpoint_path: the checkpoint the export was made from.
     records: serialized eval tf.Examples WITH labels (the eval input_fn parses them).
-    tolerance: what probabilities may differ by (a Tolerance, or a float: absolute); None
-      takes the default of `precision` (TOLERANCES).
+    tolerance: what probabilities (regression: predictions) may differ by (a Tolerance, or
+      a float: absolute); None takes the default of `precision` and the label kind
+      (tolerance_for).
     precision: the model's precision (TrainConfig.precision).
     estimator: an Estimator to take the model_fn from (e.g. the one train_and_evaluate runs);
       its predictions are computed without its training-only session options.
 
   Returns:
     The report: passed, the tolerance, the worst value, per-signature figures, warm-up replay
-    results, timings, and which serving process answered (validated_in_pid, and its
+    results, the files its tables read outside the export (files_outside_export), timings,
+    and which serving process answered (validated_in_pid, and its
     serving_process_requests so far).
 
   Raises:
@@ -524,7 +612,7 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
   """
   if not records:
     raise ValidationError(f"validating {export_dir} needs at least one eval example")
-  tol = tolerance_for(precision, tolerance)
+  tol = tolerance_for(precision, tolerance, spec.label_kind)
   start = time.time()
   report: Dict[str, Any] = {
       "export_dir": export_dir, "checkpoint": checkpoint_path, "num_examples": len(records),
@@ -551,8 +639,10 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
     outs = {k.split("/", 1)[1]: v for k, v in serving["outputs"].items() if k.split("/", 1)[0] == name}
     if sig["method_name"] == CLASSIFY_METHOD:
       res = _compare_classify(outs, ref, spec, tol)
+    elif sig["method_name"] == REGRESS_METHOD:
+      res = _compare_regress(outs, ref, tol)
     else:
-      res = _compare_predict(outs, ref, tol)
+      res = _compare_predict(outs, ref, tol, spec.label_kind)
     res.update(method_name=sig["method_name"], inputs=sig["inputs"], outputs=sig["outputs"])
     report["signatures"][name] = res
     problems += [f"{name}: {p}" for p in res["problems"]]
@@ -564,6 +654,9 @@ def validate(export_dir: str, *, model_fn, spec: fs.FeatureSpec, preprocessing: 
   report["serving_process_requests"] = serving["served"]  # its count, this request included
   problems += [f"warm-up request {w['signature']}: {w['error']}"
                for w in serving["warmup"] if w.get("error")]
+  report["files_outside_export"] = serving.get("files_outside_export", [])
+  problems += [f"its lookup tables read {path}, which is not among its assets/ (a served model "
+               f"must not need the dataset's files)" for path in report["files_outside_export"]]
   report["passed"] = not problems
   report["problems"] = problems
   return report
@@ -625,7 +718,7 @@ def replay_warmup(sess, meta_graph, log) -> Dict[str, Any]:
     out["error"] = f"signature {sig_name!r} is not in the export"
     return out
   sig = meta_graph.signature_def[sig_name]
-  if kind == "classify_log":
+  if kind in ("classify_log", "regress_log"):
     serialized = [e.SerializeToString() for e in request.input.example_list.examples]
     feeds = {sig.inputs["inputs"].name: serialized}
   elif kind == "predict_log":
@@ -642,22 +735,61 @@ def replay_warmup(sess, meta_graph, log) -> Dict[str, Any]:
   return out
 
 
+def files_outside_export(graph: tf.Graph, meta_graph) -> List[str]:
+  """The files a loaded export's lookup tables read that are not among its assets.
+
+  An asset's path tensor is fed with its copy in `<export>/assets/` when the export is loaded;
+  any other constant file name is read where it points (e.g. the dataset directory), which a
+  served model must never rely on.
+
+  Args:
+    graph: the graph the export was loaded into.
+    meta_graph: its MetaGraphDef, as the loader returned it.
+
+  Returns:
+    The file names (as the graph holds them), sorted, without repeats.
+  """
+  if meta_graph.asset_file_def:
+    assets = meta_graph.asset_file_def
+  elif tf.compat.v1.saved_model.ASSETS_KEY in meta_graph.collection_def:  # the TF1 builder's
+    assets = [meta_graph_pb2.AssetFileDef.FromString(v.value) for v in
+              meta_graph.collection_def[tf.compat.v1.saved_model.ASSETS_KEY].any_list.value]
+  else:
+    assets = []
+  fed = {a.tensor_info.name for a in assets}
+  outside = set()
+  for op in graph.get_operations():
+    if op.type not in _TEXT_FILE_INITIALIZERS:
+      continue
+    filename = op.inputs[1]
+    while filename.op.type == "Identity" and filename.name not in fed:
+      filename = filename.op.inputs[0]
+    if filename.name not in fed and filename.op.type == "Const":
+      value = tf.make_ndarray(filename.op.get_attr("value")).item()
+      outside.add(value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
+  return sorted(outside)
+
+
 def _answer(request_path: str) -> None:
   """Runs one request (a JSON file naming the export and the inputs), writing its outputs."""
   with open(request_path) as f:
     req = json.load(f)
   records = list(tf.compat.v1.io.tf_record_iterator(req["records"]))
-  with np.load(req["raw"]) as raw_file:
+  with np.load(req["raw"], allow_pickle=True) as raw_file:  # our own file (string columns)
     raw = {k: raw_file[k] for k in raw_file.files}
   arrays: Dict[str, np.ndarray] = {}
   info: Dict[str, Any] = {"signatures": {}, "warmup": [], "pid": os.getpid(),
                           "tensorflow": tf.__version__}
   with tf.Graph().as_default(), tf.compat.v1.Session(config=warmup.cpu_session_config()) as sess:
     meta = tf.compat.v1.saved_model.loader.load(sess, [tf.saved_model.SERVING], req["export_dir"])
+    info["files_outside_export"] = files_outside_export(sess.graph, meta)
     for name, sig in sorted(meta.signature_def.items()):
       feeds = {}
       for key, tinfo in sig.inputs.items():
-        if tinfo.dtype == tf.string.as_datatype_enum:
+        # Serialized examples are string [-1]; every raw feature has rank 2 or more (a
+        # TABLE's string columns are [-1, 1] or [-1, -1]).
+        if (tinfo.dtype == tf.string.as_datatype_enum and not tinfo.tensor_shape.unknown_rank
+            and len(tinfo.tensor_shape.dim) == 1):
           feeds[tinfo.name] = records
         elif key in raw:
           feeds[tinfo.name] = raw[key]

@@ -26,6 +26,7 @@ from estimator_app.serving import validation as serving_validation
 from estimator_app.serving import warmup
 from estimator_app.training import early_stopping
 from input_fns import errors
+from input_fns import feature_spec as fs
 from input_fns import gcs
 from input_fns import input_fn as input_fn_lib
 from model_fns import registry
@@ -83,6 +84,14 @@ class ExportTest(parameterized.TestCase, tf.test.TestCase):
     for key in ("class_ids", "probabilities", "logits"):
       self.assertEqual(examples_io[("outputs", key)], io(blocks["serving_default"])[("outputs", key)])
     self.assertIn("Method name is: tensorflow/serving/predict", blocks["predict_examples"])
+
+  def test_signatures_follow_the_label_kind(self):
+    self.assertEqual(export.signatures_for(self.m.spec), export.SIGNATURES)
+    columns = [fs.numeric_column("x")]
+    self.assertEqual(export.signatures_for(fs.table_spec(columns, ("n", "y"), fs.BINARY)),
+                     ("serving_default", "classification", "predict_examples"))
+    self.assertEqual(export.signatures_for(fs.table_spec(columns, label_kind=fs.REGRESSION)),
+                     ("serving_default", "regression", "predict_examples"))
 
   def test_tf2_loader_serves_the_raw_signature(self):
     result = export.export_version(self._base(), self.model, self.ckpt, self.examples, _NO_VALIDATION)

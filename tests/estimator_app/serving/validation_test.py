@@ -269,6 +269,20 @@ class ToleranceTest(tf.test.TestCase):
     np.testing.assert_allclose(f16.allowed(np.array([0.0, 0.5, -1.0])),
                                [f16.atol, f16.atol + 0.5 * f16.rtol, f16.atol + f16.rtol])
 
+  def test_a_regression_default_adds_a_relative_part(self):
+    f32 = serving_validation.tolerance_for("float32", label_kind="regression")
+    self.assertEqual(f32, serving_validation.Tolerance(1e-5, 1e-5, "float32"))
+    # 1e4 +- 2 float32 ulps passes; the classifiers' absolute 1e-5 would refuse it.
+    value = np.float32(1e4)
+    nudged = np.nextafter(np.nextafter(value, np.float32(2e4)), np.float32(2e4))
+    self.assertLessEqual(abs(float(nudged) - float(value)), f32.allowed(np.array(1e4)))
+    self.assertGreater(abs(float(nudged) - float(value)),
+                       serving_validation.tolerance_for("float32").allowed(np.array(1e4)))
+    self.assertEqual(serving_validation.tolerance_for("float16", label_kind="regression"),
+                     serving_validation.TOLERANCES["float16"])  # relative already
+    self.assertEqual(serving_validation.tolerance_for("float32", 1e-4, label_kind="regression"),
+                     serving_validation.Tolerance(1e-4, 0.0, None))  # an explicit one wins
+
   def test_unknown_precision_and_negative_tolerance_are_user_errors(self):
     with self.assertRaisesRegex(serving_validation.ValidationError, r"precision 'float8'"):
       serving_validation.tolerance_for("float8")

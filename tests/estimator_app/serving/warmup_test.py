@@ -12,6 +12,7 @@ from estimator_app.serving import export
 from estimator_app.serving import validation as serving_validation
 from estimator_app.serving import warmup
 from input_fns import digits
+from input_fns import feature_spec as fs
 from tests.testing import serving as test_serving
 
 
@@ -26,6 +27,40 @@ class HelpersTest(tf.test.TestCase):
     raw = warmup.parse_features(digits.SPEC, stripped)
     self.assertEqual(raw["image"].dtype, np.uint8)
     self.assertAllEqual(raw["image"], images)
+
+  def test_table_records_decode_as_a_client_sends_them_weights_stripped(self):
+    spec = fs.table_spec(
+        [fs.numeric_column("age"), fs.categorical_column("color"),
+         fs.categorical_column("tags", multivalent=True, max_values=3), fs.text_column("note")],
+        label_kind=fs.REGRESSION, weight_key="w")
+    rows = [{"age": 3.0, "color": "red", "tags": ["a", "b"], "note": "hi", fs.WEIGHT_KEY: 2.0},
+            {"age": None, "color": None, "tags": [], "note": None}]
+    stripped = warmup.strip_labels([spec.encode(r, label=1.5) for r in rows])
+    for r in stripped:
+      self.assertNotIn(fs.LABEL_KEY, tf.train.Example.FromString(r).features.feature)
+      self.assertNotIn(fs.WEIGHT_KEY, tf.train.Example.FromString(r).features.feature)
+    raw = warmup.parse_features(spec, stripped)
+    self.assertEqual(raw["age"][0, 0], 3.0)
+    self.assertTrue(np.isnan(raw["age"][1, 0]))
+    self.assertAllEqual(raw["color"], [[b"red"], [b""]])
+    # Padded to the column's max_values with the missing value.
+    self.assertAllEqual(raw["tags"], [[b"a", b"b", b""], [b"", b"", b""]])
+    self.assertAllEqual(raw["note"], [[b"hi"], [b""]])
+    # A batch where no row has a tag still makes a request of the column's width.
+    empty = warmup.parse_features(spec, stripped[1:])["tags"]
+    self.assertEqual(empty.shape, (1, 3))
+    logs = warmup.build_requests(spec, stripped[1:], "m", raw_signature="serving_default",
+                                 regress_signature="regression",
+                                 examples_signature="predict_examples",
+                                 examples_input_key="examples")
+    self.assertEqual([log.WhichOneof("log_type") for log in logs],
+                     ["predict_log", "regress_log", "predict_log"])
+    self.assertEqual([warmup.signature_of(log) for log in logs],
+                     ["serving_default", "regression", "predict_examples"])
+    tags = logs[0].predict_log.request.inputs["tags"]
+    self.assertEqual((tags.dtype, tf.make_ndarray(tags).shape),
+                     (tf.string.as_datatype_enum, (1, 3)))
+    self.assertLen(logs[1].regress_log.request.input.example_list.examples, 1)
 
   def test_needs_examples(self):
     with self.assertRaisesRegex(ValueError, "at least one example"):
