@@ -20,11 +20,11 @@ from scripts import cli  # first: it quiets TensorFlow before anything imports i
 
 from absl import flags
 
-from estimator_app.benchmarks import harness
 from estimator_app.benchmarks import options as options_lib
-from estimator_app.benchmarks import report
 from input_fns import errors
-from input_fns import files as files_lib
+
+# Only modules that do not import TensorFlow above, so --help and flag errors answer at once;
+# main() imports the harness and the suites (and TensorFlow).
 
 # name -> "module path" of a suite; imported lazily so one suite's deps don't slow another.
 _SUITES = {
@@ -58,6 +58,9 @@ def main(argv):
   if unknown:
     raise errors.UserInputError(f"--suite={_SUITE.value}: unknown {', '.join(unknown)}; "
                                 f"expected a comma-separated list of {', '.join(_SUITES)}, or all")
+  from estimator_app.benchmarks import harness  # pylint: disable=g-import-not-at-top
+  from estimator_app.benchmarks import report  # pylint: disable=g-import-not-at-top
+  from input_fns import files as files_lib  # pylint: disable=g-import-not-at-top
   work_dir = _WORK_DIR.value or tempfile.mkdtemp(prefix="benchmark-")
   opts = options_lib.BenchmarkOptions(repetitions=_REPETITIONS.value, scale=_SCALE.value,
                                       work_dir=work_dir, steps_per_run=_STEPS_PER_RUN.value)

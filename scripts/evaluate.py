@@ -17,11 +17,11 @@ from absl import flags
 
 from estimator_app import config as config_lib
 from estimator_app import paths
-from estimator_app.analysis import evaluation
-from estimator_app.checkpoints import info as checkpoint_info
 from input_fns import errors
-from input_fns import manifest as manifest_lib
 from scripts import run_flags
+
+# Only modules that do not import TensorFlow above, so --help and flag errors answer at once;
+# run() and main() import the evaluation library (and TensorFlow).
 
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Evaluation batch size (default: the run's).")
 _OUTPUT_DIR = flags.DEFINE_string(
@@ -31,6 +31,9 @@ _OUTPUT_DIR = flags.DEFINE_string(
 
 def run(model_dir: str, checkpoint: str, data_dir: str, split: str, batch_size, output_dir):
   """Evaluates and writes the report; returns (report, written paths)."""
+  from estimator_app.analysis import evaluation  # pylint: disable=g-import-not-at-top
+  from estimator_app.checkpoints import info as checkpoint_info  # pylint: disable=g-import-not-at-top
+  from input_fns import manifest as manifest_lib  # pylint: disable=g-import-not-at-top
   cfg = config_lib.load_saved(model_dir)
   if cfg is None:
     raise errors.UserInputError(f"--model_dir {model_dir} has no {config_lib.CONFIG_FILENAME}: "
@@ -49,6 +52,7 @@ def run(model_dir: str, checkpoint: str, data_dir: str, split: str, batch_size, 
 
 def main(argv):
   del argv
+  from estimator_app.analysis import evaluation  # pylint: disable=g-import-not-at-top
   output_dir = paths.resolve_path(_OUTPUT_DIR.value) if _OUTPUT_DIR.value else None
   report, written = run(run_flags.model_dir(), run_flags.checkpoint(), run_flags.data_dir(),
                         run_flags.SPLIT.value, _BATCH_SIZE.value, output_dir)

@@ -11,7 +11,6 @@ answered at once; `config_from_flags` (in main) and `models_help` (--helpfull) i
 
 import ast
 import dataclasses
-import importlib.util
 import re
 import sys
 import typing
@@ -23,6 +22,7 @@ from estimator_app import config as config_lib
 from estimator_app import paths
 from model_fns import hparams as hparams_lib
 from model_fns import registry
+from scripts import source_flags
 
 # The defaults the flags show are the main job's: ExperimentConfig's section defaults, read
 # from its fields (building an ExperimentConfig would build the default model's hparams, and so
@@ -128,22 +128,6 @@ def models_help() -> str:
   return "\n".join(lines)
 
 
-def _parse_module(module: str) -> ast.Module:
-  origin = importlib.util.find_spec(module).origin
-  with open(origin, encoding="utf-8") as f:
-    return ast.parse(f.read(), filename=origin)
-
-
-def _constants(tree: ast.Module) -> Dict[str, ast.expr]:
-  """Module-level NAME = <expression> assignments."""
-  out = {}
-  for node in tree.body:
-    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
-        node.targets[0], ast.Name):
-      out[node.targets[0].id] = node.value
-  return out
-
-
 def _imported_modules(tree: ast.Module) -> Dict[str, str]:
   """Local name -> module, for `from package import module [as name]` and `import a.b as n`."""
   out = {}
@@ -157,17 +141,17 @@ def _imported_modules(tree: ast.Module) -> Dict[str, str]:
   return out
 
 
-def _default_text(value: ast.expr, tree: ast.Module) -> str:
+def _default_text(value: ast.expr, module: str) -> str:
   """A field default as help shows it: the literal's repr, following a module constant or
   `module.CONSTANT` of an imported project module one step; else the expression as written."""
+  imported = _imported_modules(source_flags.module_tree(module))
   if isinstance(value, ast.Name):
-    value = _constants(tree).get(value.id, value)
+    value = source_flags.assignments(module).get(value.id, value)
   elif (isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name)
-        and value.value.id in _imported_modules(tree)):
+        and value.value.id in imported):
     try:
-      value = _constants(_parse_module(_imported_modules(tree)[value.value.id])).get(
-          value.attr, value)
-    except (ImportError, AttributeError, OSError, ValueError):
+      value = source_flags.assignments(imported[value.value.id]).get(value.attr, value)
+    except LookupError:
       pass
   try:
     return repr(ast.literal_eval(value))
@@ -177,7 +161,7 @@ def _default_text(value: ast.expr, tree: ast.Module) -> str:
 
 def _model_source_help(module: str) -> Tuple[str, List[Tuple[str, str]], Dict[str, str]]:
   """(first docstring line, [(field, default)], field -> help) of a model module's HParams."""
-  tree = _parse_module(module)
+  tree = source_flags.module_tree(module)
   doc = (ast.get_docstring(tree) or "").strip().splitlines()
   fields, class_doc = [], ""
   for node in tree.body:
@@ -185,6 +169,6 @@ def _model_source_help(module: str) -> Tuple[str, List[Tuple[str, str]], Dict[st
       class_doc = ast.get_docstring(node) or ""
       for item in node.body:
         if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-          default = "" if item.value is None else _default_text(item.value, tree)
+          default = "" if item.value is None else _default_text(item.value, module)
           fields.append((item.target.id, default))
   return (doc[0] if doc else ""), fields, _docs_of(class_doc, {f for f, _ in fields})

@@ -22,11 +22,11 @@ from scripts import cli  # first: it quiets TensorFlow before anything imports i
 from absl import flags
 
 from estimator_app import paths
-from estimator_app.serving import export
-from estimator_app.serving import export_job
-from estimator_app.serving import validation as serving_validation
 from model_fns import registry
 from scripts import run_flags
+
+# Only modules that do not import TensorFlow above, so --help and flag errors answer at once;
+# job_from_flags() and main() import the serving library (and TensorFlow).
 
 _BEST_METRIC = flags.DEFINE_string(
     "best_metric", "", "Eval metric for --checkpoint=best when the run kept no best "
@@ -52,8 +52,9 @@ _EXPORT_DIR = flags.DEFINE_string(
 _PUBLISH_TO = flags.DEFINE_string("publish_to", "", "gs://BUCKET/models/NAME to publish the new version to.")
 
 
-def job_from_flags() -> export_job.ExportJob:
-  """Reads the flags once into the frozen job passed down."""
+def job_from_flags():
+  """Reads the flags once into the frozen export_job.ExportJob passed down."""
+  from estimator_app.serving import export_job  # pylint: disable=g-import-not-at-top
   model_dir = run_flags.model_dir()
   checkpoint = run_flags.checkpoint()
   data_dir = run_flags.data_dir()
@@ -71,11 +72,13 @@ def job_from_flags() -> export_job.ExportJob:
 
 def main(argv):
   del argv
+  from estimator_app.serving import export_job  # pylint: disable=g-import-not-at-top
+  from estimator_app.serving import validation as serving_validation  # pylint: disable=g-import-not-at-top
   out = export_job.run(job_from_flags())
   if out.version is not None:
     print(f"exported version {out.version} of {out.model_name!r} from {out.checkpoint}")
     print(f"  {out.export_dir}")
-    print(f"  signatures: {', '.join(export.SIGNATURES)}")
+    print(f"  signatures: {', '.join(out.signatures)}")
   if out.validation is not None:
     print(serving_validation.summary(out.validation, serving_validation.report_path(out.export_dir)))
   if out.published:

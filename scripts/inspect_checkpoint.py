@@ -16,13 +16,14 @@ import dataclasses
 import json
 from typing import Optional
 
+from scripts import cli  # first: it quiets TensorFlow before anything imports it
+
 from absl import flags
 
-# cli first: it quiets TensorFlow's C++ start-up logs, which must happen before TF is imported.
-from scripts import cli  # pylint: disable=g-bad-import-order
 from estimator_app import paths
-from estimator_app.checkpoints import info as checkpoint_info
-from estimator_app.checkpoints import retention
+
+# Only modules that do not import TensorFlow above, so --help and flag errors answer at once;
+# config_from_flags() and describe() import the checkpoint library (and TensorFlow).
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "A model_dir (latest checkpoint), a checkpoint prefix, or a checkpoint file.")
@@ -50,6 +51,7 @@ def config_from_flags() -> InspectConfig:
   Raises:
     checkpoint_info.CheckpointError: --checkpoint is empty.
   """
+  from estimator_app.checkpoints import info as checkpoint_info  # pylint: disable=g-import-not-at-top
   if not _CHECKPOINT.value:
     raise checkpoint_info.CheckpointError(
         "--checkpoint is required: a model_dir, a checkpoint prefix or a checkpoint file")
@@ -64,6 +66,8 @@ def describe(cfg: InspectConfig) -> str:
   Raises:
     checkpoint_info.CheckpointError: not a checkpoint, unreadable, or a bad --variables regex.
   """
+  from estimator_app.checkpoints import info as checkpoint_info  # pylint: disable=g-import-not-at-top
+  from estimator_app.checkpoints import retention  # pylint: disable=g-import-not-at-top
   info = checkpoint_info.inspect(cfg.checkpoint, name_regex=cfg.variables)
   entries = checkpoint_info.listing_if_directory(cfg.checkpoint)
   best = retention.kept_best(cfg.checkpoint) if entries is not None else None

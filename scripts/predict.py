@@ -18,12 +18,11 @@ from absl import flags
 
 from estimator_app import config as config_lib
 from estimator_app import paths
-from estimator_app.analysis import evaluation
-from estimator_app.analysis import prediction
-from estimator_app.checkpoints import info as checkpoint_info
 from input_fns import errors
-from input_fns import manifest as manifest_lib
 from scripts import run_flags
+
+# Only modules that do not import TensorFlow above, so --help and flag errors answer at once;
+# run() and main() import the prediction library (and TensorFlow).
 
 _IMAGES = flags.DEFINE_string("images", None, "A folder of PNG/JPEG images instead of TFRecords.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output file: .jsonl or .csv.")
@@ -36,6 +35,9 @@ _SKIP_UNREADABLE = flags.DEFINE_bool(
 def run(model_dir: str, checkpoint: str, data_dir, split: str, images, output: str, fmt: str,
         skip_unreadable: bool = False):
   """Predicts and writes the rows; returns (how many, the skipped images' (path, why))."""
+  from estimator_app.analysis import prediction  # pylint: disable=g-import-not-at-top
+  from estimator_app.checkpoints import info as checkpoint_info  # pylint: disable=g-import-not-at-top
+  from input_fns import manifest as manifest_lib  # pylint: disable=g-import-not-at-top
   cfg = config_lib.load_saved(model_dir)
   if cfg is None:
     raise errors.UserInputError(f"--model_dir {model_dir} has no {config_lib.CONFIG_FILENAME}: "
@@ -57,6 +59,7 @@ def run(model_dir: str, checkpoint: str, data_dir, split: str, images, output: s
 
 def main(argv):
   del argv
+  from estimator_app.analysis import prediction  # pylint: disable=g-import-not-at-top
   if not _OUTPUT.value:
     raise errors.UserInputError("--output is required (a .jsonl or .csv file)")
   output = paths.resolve_path(_OUTPUT.value)

@@ -18,25 +18,30 @@ from scripts import cli  # first: it quiets TensorFlow before anything imports i
 from absl import flags
 
 from estimator_app import paths
-from estimator_app.analysis import report_job
-from estimator_app.analysis import reporting
+from scripts import source_flags
+
+# Only modules that do not import TensorFlow above, so --help and flag errors answer at once;
+# config_from_flags() and main() import the reporting library (and TensorFlow), and --tags'
+# default is read from reporting's source.
 
 _RUNS = flags.DEFINE_list("runs", None, "Comma-separated run directories (model_dirs) to overlay.")
 _OUTPUT = flags.DEFINE_string("output", "curves.png", "PNG to write.")
 _CSV = flags.DEFINE_string("csv", None, "CSV of the plotted numbers (default: --output with .csv).")
 _TAGS = flags.DEFINE_list(
-    "tags", list(reporting.DEFAULT_TAGS),
+    "tags", list(source_flags.literal("estimator_app.analysis.reporting", "DEFAULT_TAGS")),
     "Tags to plot, one panel each: names or globs ('*' for all); 'accuracy' also matches "
     "'metrics/accuracy'.")
 _TITLE = flags.DEFINE_string("title", None, "Figure title (default: the run names).")
 
 
-def config_from_flags() -> report_job.ReportConfig:
-  """Reads the flags once into the config passed down.
+def config_from_flags():
+  """Reads the flags once into the report_job.ReportConfig passed down.
 
   Raises:
     reporting.ReportError: --runs is empty.
   """
+  from estimator_app.analysis import report_job  # pylint: disable=g-import-not-at-top
+  from estimator_app.analysis import reporting  # pylint: disable=g-import-not-at-top
   if not _RUNS.value:
     raise reporting.ReportError("--runs is required: comma-separated run directories")
   output = paths.resolve_path(_OUTPUT.value)
@@ -49,6 +54,8 @@ def config_from_flags() -> report_job.ReportConfig:
 
 def main(argv):
   del argv
+  from estimator_app.analysis import report_job  # pylint: disable=g-import-not-at-top
+  from estimator_app.analysis import reporting  # pylint: disable=g-import-not-at-top
   cfg = config_from_flags()
   result = report_job.make_report(cfg)
   for tag in result.missing_tags:

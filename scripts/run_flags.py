@@ -1,7 +1,8 @@
 """Flags shared by the scripts that use a finished run: which run, which checkpoint, which data.
 
 evaluate, predict and export all take these; defining them once keeps their names, defaults
-and help identical and lets one test process import several of those scripts.
+and help identical and lets one test process import several of those scripts. Importing it
+imports no TensorFlow, so those scripts answer --help and a bad flag at once.
 """
 
 from typing import Optional
@@ -9,13 +10,17 @@ from typing import Optional
 from absl import flags
 
 from estimator_app import paths
-from estimator_app.checkpoints.info import BEST
-from estimator_app.checkpoints.info import LATEST
+from scripts import source_flags
+
+# --checkpoint's keywords, as checkpoint_info.resolve names them (read from its source: that
+# module imports TensorFlow).
+_LATEST = source_flags.literal("estimator_app.checkpoints.info", "LATEST")
+_BEST = source_flags.literal("estimator_app.checkpoints.info", "BEST")
 
 MODEL_DIR = flags.DEFINE_string(
     "model_dir", "runs/digits", "The training run (holds config.json and checkpoints).")
 CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", LATEST, "'latest', 'best' (the best kept checkpoint in <model_dir>/best), or a "
+    "checkpoint", _LATEST, "'latest', 'best' (the best kept checkpoint in <model_dir>/best), or a "
     "checkpoint prefix or directory such as runs/digits/model.ckpt-400.")
 DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Dataset directory holding manifest.json (default: the run's).")
@@ -29,7 +34,7 @@ def model_dir() -> str:
 def checkpoint() -> str:
   """"latest", "best", or the user's path resolved where they typed it."""
   value = CHECKPOINT.value
-  return value if value in (LATEST, BEST) else paths.resolve_path(value)
+  return value if value in (_LATEST, _BEST) else paths.resolve_path(value)
 
 
 def data_dir() -> Optional[str]:

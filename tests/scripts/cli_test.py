@@ -2,6 +2,7 @@
 
 import ast
 import collections
+import dataclasses
 import glob
 import os
 import re
@@ -125,6 +126,16 @@ class AnswersBeforeTensorFlowTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn("--model=lenet5", proc.stdout)
     self._assert_no_tensorflow(modules)
 
+  def test_helpfull_reads_every_models_hparams_without_importing_them(self):
+    proc, modules = _train_imports("--helpfull")
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    self._assert_no_tensorflow(modules)
+    # The defaults shown are the dataclasses' own, including those named by a constant.
+    from model_fns import registry  # pylint: disable=g-import-not-at-top
+    for name in registry.names():
+      for field in dataclasses.fields(registry.get(name).hparams_cls):
+        self.assertIn(f"      {field.name}={field.default!r}", proc.stdout, f"{name}.{field.name}")
+
   @parameterized.named_parameters(
       ("bad_value", "--train_steps=abc",
        "FATAL Flags parsing error: flag --train_steps=abc: invalid literal for int()"),
@@ -135,6 +146,81 @@ class AnswersBeforeTensorFlowTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
     self.assertIn(message, proc.stderr)
     self._assert_no_tensorflow(modules)
+
+
+# Every script that defines flags: each answers --help and a bad flag before importing TensorFlow.
+_SCRIPTS = ("train", "evaluate", "predict", "export", "report", "inspect_checkpoint", "benchmark")
+_TENSORFLOW_PACKAGES = ("tensorflow", "tensorflow_estimator", "keras", "tf_keras")
+
+
+def _script_imports(script, *args):
+  """Runs scripts/<script>.py under `python -X importtime`: (process, the modules it imported)."""
+  proc = subprocess.run(
+      [sys.executable, "-X", "importtime", os.path.join(_REPO, "scripts", f"{script}.py"), *args],
+      env=_env(), capture_output=True, text=True, timeout=120, check=False)
+  return proc, set(_IMPORT_TIME_LINE.findall(proc.stderr))
+
+
+class EveryScriptAnswersBeforeTensorFlowTest(tf.test.TestCase, parameterized.TestCase):
+  """Each script's --help, --helpfull and flag errors take well under a second, not 4-6 s."""
+
+  def _assert_no_tensorflow(self, modules):
+    self.assertIn("scripts.cli", modules)  # the import log was read
+    self.assertIn("absl.flags", modules)
+    heavy = sorted(m for m in modules if m.split(".")[0] in _TENSORFLOW_PACKAGES)
+    self.assertEqual(len(heavy), 0, f"TensorFlow modules imported, e.g. {heavy[:3]}")
+
+  @parameterized.named_parameters(*((script, script) for script in _SCRIPTS))
+  def test_help_and_helpfull_show_the_scripts_flags_without_importing_tensorflow(self, script):
+    for asked, heading in (("--help", "Flags most runs need:"), ("--helpfull", f"{script} flags:")):
+      with self.subTest(asked):
+        proc, modules = _script_imports(script, asked)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        self.assertIn(f"./bazelw run //scripts:{script}", proc.stdout)  # the docstring's examples
+        self.assertIn(heading, proc.stdout)
+        self.assertNotEmpty(re.findall(r"^  --(\w+)", proc.stdout.split(heading)[1], re.M))
+        self._assert_no_tensorflow(modules)
+
+  @parameterized.named_parameters(
+      *((f"{script}_unknown_flag", script, ["--no_such_flag"],
+         "Unknown command line flag 'no_such_flag'") for script in _SCRIPTS),
+      ("train_bad_int", "train", ["--train_steps=abc"], "flag --train_steps=abc: invalid literal"),
+      ("evaluate_bad_int", "evaluate", ["--batch_size=abc"], "flag --batch_size=abc: invalid"),
+      ("predict_bad_bool", "predict", ["--skip_unreadable=maybe"],
+       "flag --skip_unreadable=maybe: ('Non-boolean argument to boolean flag', 'maybe')"),
+      ("export_bad_float", "export", ["--tolerance=x"],
+       "flag --tolerance=x: could not convert string to float: 'x'"),
+      ("report_missing_required", "report", [],
+       "flag --runs=None: Flag --runs must have a value other than None."),
+      ("inspect_checkpoint_bad_bool", "inspect_checkpoint", ["--checkpoint=x", "--json=maybe"],
+       "flag --json=maybe: ('Non-boolean argument to boolean flag', 'maybe')"),
+      ("benchmark_bad_int", "benchmark", ["--repetitions=x"], "flag --repetitions=x: invalid"))
+  def test_a_bad_flag_fails_with_absls_error_without_importing_tensorflow(self, script, args,
+                                                                          message):
+    proc, modules = _script_imports(script, *args)
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    self.assertIn(f"FATAL Flags parsing error: {message}", proc.stderr)
+    self._assert_no_tensorflow(modules)
+
+
+class SourceFlagsTest(tf.test.TestCase):
+  """Defaults read from a TensorFlow-importing module's source are that module's values."""
+
+  def test_literals_read_from_source_equal_the_imported_constants(self):
+    from estimator_app.analysis import reporting  # pylint: disable=g-import-not-at-top
+    from estimator_app.checkpoints import info  # pylint: disable=g-import-not-at-top
+    from scripts import source_flags  # pylint: disable=g-import-not-at-top
+    for module, name in ((info, "LATEST"), (info, "BEST"), (reporting, "DEFAULT_TAGS")):
+      self.assertEqual(source_flags.literal(module.__name__, name), getattr(module, name))
+
+  def test_a_missing_or_computed_constant_is_a_lookup_error_naming_it(self):
+    from scripts import source_flags  # pylint: disable=g-import-not-at-top
+    with self.assertRaisesRegex(LookupError, "info has no top-level assignment to NO_SUCH"):
+      source_flags.literal("estimator_app.checkpoints.info", "NO_SUCH")
+    with self.assertRaisesRegex(LookupError, r"info\._STEP_SUFFIX is not a literal: re\.compile"):
+      source_flags.literal("estimator_app.checkpoints.info", "_STEP_SUFFIX")
+    with self.assertRaisesRegex(LookupError, "no Python source"):
+      source_flags.literal("no_such_package_xyz", "X")
 
 
 _EXITING_SCRIPT = """
