@@ -2,6 +2,7 @@
 
 import gzip
 import os
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -64,6 +65,25 @@ class ExampleEncoderTest(tf.test.TestCase, parameterized.TestCase):
       self.assertEqual(canonical(ours), canonical(spec.encode(values, label)))
       self.assertLen(ours, len(spec.encode(values, label)))
     self.assertIsNone(enc.encode_batch({"age": np.zeros((2, 1))}, np.zeros(2, np.int64)))
+
+  def test_cached_and_packed_table_entries_equal_the_general_path(self):
+    spec = fs.table_spec([fs.numeric_column("x"), fs.categorical_column("c"),
+                          fs.categorical_column("i", "int64"), fs.text_column("t")],
+                         label_names=("a", "b"))
+    rows = [{"x": x, "c": c, "i": i, "t": t}
+            for x in (0.5, np.float32(-2.25), 3, np.nan, None, np.float64(1e-40))
+            for c in ("red", "", None, "red", b"blue")
+            for i in (7, np.int64(7), None)
+            for t in ("a b", "", None)]
+    with mock.patch.object(records, "_MAX_CACHED", 3):  # the cache also empties and refills
+      enc = records.ExampleEncoder(spec)
+      canonical = lambda b: tf.train.Example.FromString(b).SerializeToString(deterministic=True)
+      for row in rows:
+        self.assertEqual(canonical(enc.encode(row, 1)), canonical(spec.encode(row, 1)), row)
+      for bad, message in (({"x": 1e39}, "does not fit float32"), ({"c": ["a"]}, "one value"),
+                           ({"i": -1}, "non-negative integer id"), ({"x": "one"}, "not a number")):
+        with self.assertRaisesRegex(records.EncodeError, message):
+          enc.encode({**rows[0], **bad}, 0)
 
   def test_bytes_are_deterministic_and_keys_sorted(self):
     spec = _spec()
