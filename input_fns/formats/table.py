@@ -43,9 +43,10 @@ other gets a vocabulary (at most --vocab_top_k values seen at least --vocab_min_
 most frequent first), written beside the shards as `vocab.<column>.txt` (asset role
 `vocab/<column>`).
 
-Labels: --label_kind, or inferred: a number that is not always an integer (or more than
-100,000 distinct numbers) is a REGRESSION target (float32); 2 distinct values make a BINARY
-label, more a MULTICLASS one. --label_map=raw=name,... renames raw values (e.g.
+Labels: --label_kind, or inferred: a number that is not always an integer, or an integer with
+more than 50 distinct values (a count, a score: sklearn's diabetes targets are integers with 214
+of them), is a REGRESSION target (float32); 2 distinct values make a BINARY label, more a
+MULTICLASS one (--label_kind=multiclass keeps 51+ integer classes as classes). --label_map=raw=name,... renames raw values (e.g.
 `<=50K=0,>50K=1`; a raw value it does not map is an error). Class names are the map's names,
 else the distinct raw values, sorted (numerically when all are integers). A missing label is
 an error. --weight_column holds per-example weights: numbers >= 0, never missing.
@@ -110,6 +111,8 @@ TYPES = (NUMERIC, CATEGORICAL, TEXT, SKIP)
 TEXT_MEAN_LENGTH = 32
 # Distinct raw label values tracked; a numeric label with more is a regression target.
 MAX_CLASSES = 100_000
+# An integer label with more distinct values than this is inferred to be a regression target.
+MAX_INFERRED_CLASSES = 50
 # The options every table format reads (csv adds delimiter and column_names, tsv column_names).
 OPTIONS = ("input", "label_column", "missing", "columns", "schema", "describe", "label_kind",
            "label_map", "weight_column", "eval_input", "eval_fraction", "vocab_top_k",
@@ -1578,7 +1581,8 @@ def _decide_labels(kind: str, label_map: Mapping[str, str], reader: _Reader, lab
   if not kind:
     if label_map:
       kind = fs.BINARY if len(set(label_map.values())) == 2 else fs.MULTICLASS
-    elif labels.numeric and (not labels.integral or labels.too_many):
+    elif labels.numeric and (not labels.integral or labels.too_many
+                             or len(labels.values) > MAX_INFERRED_CLASSES):
       kind = fs.REGRESSION
     elif len(labels.values) == 2:
       kind = fs.BINARY
