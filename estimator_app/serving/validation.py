@@ -66,7 +66,7 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -387,9 +387,7 @@ def _run_in_serving_process(export_dir: str, spec: fs.FeatureSpec, records: Sequ
     for r in stripped:
       w.write(r)
   raw_path = os.path.join(work_dir, "raw.npz")
-  # String columns are object arrays of bytes (kept exact: no fixed-width 'S' dtype, which
-  # drops trailing NULs); numpy pickles them, and the serving process loads its own file.
-  np.savez(raw_path, **warmup.parse_features(spec, stripped))
+  np.savez(raw_path, **_without_objects(warmup.parse_features(spec, stripped)))
   request = {"export_dir": export_dir, "records": records_path, "raw": raw_path,
              "arrays_out": os.path.join(work_dir, "outputs.npz"),
              "info_out": os.path.join(work_dir, "outputs.json")}
@@ -770,13 +768,48 @@ def files_outside_export(graph: tf.Graph, meta_graph) -> List[str]:
   return sorted(outside)
 
 
+# String columns are object arrays of bytes. They travel to the serving process as their bytes
+# joined (uint8) plus each value's length, not pickled (loading a pickle executes code) and not
+# as a fixed-width 'S' array (which drops trailing NUL bytes).
+_BYTES, _LENGTHS = "__bytes__", "__lengths__"
+
+
+def _without_objects(arrays: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  out = {}
+  for name, value in arrays.items():
+    value = np.asarray(value)
+    if value.dtype != object:
+      out[name] = value
+      continue
+    items = [bytes(v) for v in value.ravel()]
+    out[name + _BYTES] = np.frombuffer(b"".join(items), np.uint8)
+    out[name + _LENGTHS] = np.array([len(v) for v in items], np.int64).reshape(value.shape)
+  return out
+
+
+def _with_objects(arrays: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  out = {}
+  for name, value in arrays.items():
+    if name.endswith(_LENGTHS):
+      continue
+    if not name.endswith(_BYTES):
+      out[name] = value
+      continue
+    base = name[:-len(_BYTES)]
+    lengths = arrays[base + _LENGTHS]
+    data, ends = value.tobytes(), np.cumsum(lengths.ravel())
+    items = [data[e - n:e] for e, n in zip(ends, lengths.ravel())]
+    out[base] = np.array(items + [None], dtype=object)[:-1].reshape(lengths.shape)
+  return out
+
+
 def _answer(request_path: str) -> None:
   """Runs one request (a JSON file naming the export and the inputs), writing its outputs."""
   with open(request_path) as f:
     req = json.load(f)
   records = list(tf.compat.v1.io.tf_record_iterator(req["records"]))
-  with np.load(req["raw"], allow_pickle=True) as raw_file:  # our own file (string columns)
-    raw = {k: raw_file[k] for k in raw_file.files}
+  with np.load(req["raw"]) as raw_file:
+    raw = _with_objects({k: raw_file[k] for k in raw_file.files})
   arrays: Dict[str, np.ndarray] = {}
   info: Dict[str, Any] = {"signatures": {}, "warmup": [], "pid": os.getpid(),
                           "tensorflow": tf.__version__}
